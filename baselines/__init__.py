@@ -1,0 +1,1 @@
+"""Classical detectors (Essentia SigClick, the 5-way audio-problem baseline): one file per detector."""

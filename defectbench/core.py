@@ -1,0 +1,128 @@
+"""The small vocabulary every stage shares: source items, samples, skips, per-sample RNGs.
+
+Data flow: a *source* lists :class:`Item` objects (cheap: ids, paths, splits, metadata) and loads
+their audio lazily; a *pipeline* turns one loaded item into :class:`Sample` rows by applying
+*defects*; the *engine* shards items, runs pipelines in worker processes and writes the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+class DefectbenchError(Exception):
+    """An error the user caused and can fix: printed as one line by the CLI, never a traceback."""
+
+
+class SkipItem(Exception):
+    """Raised while loading or processing one source item that cannot be used (with the reason).
+
+    The engine records the item id and the reason in the build report and the manifest and goes on.
+    """
+
+
+@dataclass
+class Item:
+    """One source item (a music piece, a video, a synth piece) before its audio is decoded."""
+
+    id: str
+    split: str
+    load: Callable[[], tuple[np.ndarray, int]]
+    """Returns ``(audio, rate)`` with audio float32 shaped ``[channels, samples]``; may raise SkipItem."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Source metadata copied into every sample (e.g. track_id, artist_id, genres)."""
+
+
+@dataclass
+class Sample:
+    """One dataset row: degraded audio, its framewise target, its label and every metadata value."""
+
+    id: str
+    audio: np.ndarray
+    """1-D, float32 in [-1, 1] (music recipes) or int16 (video recipe)."""
+    rate: int
+    target: np.ndarray
+    """Framewise target, 1-D (uint8 0/1)."""
+    label: Any
+    """The row's label: ``bool`` has-defect for framewise tasks, a class name for the 5-way task."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """Flat metadata columns (must match the pipeline's declared features)."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Every sampled defect parameter, JSON-serialisable; passing it back to ``apply`` replays the defect."""
+
+    def content_hash(self) -> str:
+        """Hash of audio + target + label + metadata: the per-sample unit of the dataset fingerprint.
+
+        Hashes the PCM samples, not the encoded file bytes, so that the fingerprint does not depend on
+        the audio container library's version.
+        """
+        h = hashlib.sha256()
+        h.update(self.id.encode())
+        audio = np.ascontiguousarray(self.audio)
+        h.update(str(audio.dtype).encode())
+        h.update(audio.astype(audio.dtype.newbyteorder("<"), copy=False).tobytes())
+        h.update(np.ascontiguousarray(self.target, dtype="<u1").tobytes())
+        h.update(canonical_json({"label": self.label, "meta": self.meta, "params": self.params}).encode())
+        return h.hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and numpy scalars converted: stable across runs and machines."""
+    return json.dumps(to_builtin(obj), sort_keys=True, separators=(",", ":"))
+
+
+def to_builtin(obj: Any) -> Any:
+    """Convert numpy scalars/arrays (recursively) to plain Python for JSON and Arrow."""
+    if isinstance(obj, dict):
+        return {str(k): to_builtin(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_builtin(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_builtin(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def stable_int(text: str) -> int:
+    """A 64-bit integer from a string, identical on every machine and Python run (unlike hash())."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+PIECE = 2**32 - 1
+"""Segment index used for the per-item (per-piece / per-base-audio) generator."""
+
+
+def rng_for(seed: int, item_id: str, index: int = PIECE, stream: str = "") -> np.random.Generator:
+    """The generator for one (recipe seed, source item, segment index): never a global RNG.
+
+    ``index=PIECE`` gives the item-level generator (parameters drawn once per piece or base audio).
+    ``stream`` separates independent uses inside one sample (e.g. "click" vs "sox").
+    """
+    entropy = [int(seed) & (2**64 - 1), stable_int(item_id), int(index)]
+    if stream:
+        entropy.append(stable_int(stream))
+    return np.random.default_rng(np.random.SeedSequence(entropy))
+
+
+def frames_from_mask(mask: np.ndarray, n_frames: int) -> np.ndarray:
+    """Framewise target from a per-sample mask: frame f is 1 if any sample in it is marked.
+
+    ``len(mask)`` must be a multiple of ``n_frames`` (16384 / 128 = 128 samples per frame for the
+    music recipes, 48000 / 100 = 480 for the video recipe).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if len(mask) % n_frames:
+        raise ValueError(f"mask of {len(mask)} samples does not split into {n_frames} frames")
+    return mask.reshape(n_frames, -1).any(axis=1).astype(np.uint8)

@@ -1,0 +1,65 @@
+"""Defects: each is a pair of pure functions (see ../shared/STYLE.md, audiotools/audiomentations).
+
+``sample(rng, audio, rate) -> params`` draws every random value into a plain JSON-serialisable dict;
+``apply(audio, rate, params) -> (degraded, mask)`` applies it deterministically. The params dict *is*
+the metadata stored with each sample, and passing it back replays the exact defect. One file per
+defect, its docstring citing the paper section it implements. Configuration (the recipe's ranges and
+probabilities) is a pydantic model, validated once when the recipe is read.
+
+Register a defect with :func:`register`; recipes name it by ``kind``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+
+class DefectConfig(BaseModel):
+    """Base of every defect's recipe section: unknown keys are errors (a typo never passes silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: str
+
+
+class Defect(Protocol):
+    kind: ClassVar[str]
+    Config: ClassVar[type[DefectConfig]]
+
+    def __init__(self, config: DefectConfig) -> None: ...
+
+    def sample(self, rng: np.random.Generator, audio: np.ndarray, rate: int) -> dict[str, Any]: ...
+
+    def apply(self, audio: np.ndarray, rate: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a defect available to recipes under ``cls.kind``."""
+    REGISTRY[cls.kind] = cls
+    return cls
+
+
+def make(config: dict[str, Any] | DefectConfig):
+    """Build a defect from its recipe section (dict or validated config)."""
+    load_builtin()
+    if isinstance(config, DefectConfig):
+        return REGISTRY[config.kind](config)
+    kind = config.get("kind")
+    if kind not in REGISTRY:
+        raise KeyError(f"unknown defect kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[kind]
+    return cls(cls.Config.model_validate(config))
+
+
+def load_builtin() -> None:
+    """Import the built-in defect modules (each registers itself)."""
+    import importlib
+    import pkgutil
+
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")

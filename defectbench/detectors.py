@@ -1,0 +1,82 @@
+"""The detector interface shared by classical baselines (``baselines/``) and neural models (``models/``).
+
+A detector is one file in ``baselines/`` or ``models/`` defining a :class:`Detector` subclass decorated
+with :func:`register`; ``defectbench models`` lists it and ``defectbench run --model NAME`` finds it,
+with no edit to the core.
+
+Tasks:
+
+- ``framewise``: a row's ``target`` is a vector of 0/1 frames (128 per 16384-sample segment for the
+  music recipes); ``predict`` returns a float array ``[batch, frames]`` of scores, higher meaning
+  "defect". Detectors with an internal decision threshold (SigClick's dB threshold) list the values
+  to sweep in ``threshold_grid``; the runner picks one on the validation split only.
+- ``multiclass``: a row's ``label`` is a class index (video recipe: no_defect, hum, hiss, distortion,
+  click); ``predict`` returns ``[batch, classes]`` scores (probabilities or logits).
+
+A batch is a list of rows as read by :func:`defectbench.dataset.iter_rows`: dicts with ``id``,
+``audio`` (1-D numpy array, float32 or int16), ``rate``, ``target`` (uint8 array), ``label`` (int)
+and the metadata columns.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, ClassVar, Iterable, Sequence
+
+import numpy as np
+
+TASKS = ("framewise", "multiclass")
+
+
+class Detector:
+    name: ClassVar[str]
+    tasks: ClassVar[tuple[str, ...]]
+    description: ClassVar[str] = ""
+    threshold_grid: ClassVar[Sequence[float]] = ()
+    """Values of an internal threshold to sweep on validation (empty: the runner thresholds scores)."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        self.threshold: float | None = None
+
+    def fit(self, train: Iterable[dict], validation: Iterable[dict]) -> None:
+        """Fit whatever the detector learns (classical baselines: decision thresholds). Default: nothing."""
+
+    def predict(self, batch: list[dict]) -> np.ndarray:
+        raise NotImplementedError  # abstract: every detector implements it
+
+    def parameter_count(self) -> int:
+        return 0
+
+    def weights_hash(self) -> str | None:
+        return None
+
+
+REGISTRY: dict[str, type[Detector]] = {}
+
+
+def register(cls: type[Detector]) -> type[Detector]:
+    for task in cls.tasks:
+        if task not in TASKS:
+            raise ValueError(f"{cls.__name__}: unknown task {task!r}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def load_all() -> dict[str, type[Detector]]:
+    """Import every module in ``baselines/`` and ``models/`` so their detectors register."""
+    for package in ("defectbench.baselines", "defectbench.models"):
+        pkg = importlib.import_module(package)
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"{package}.{mod.name}")
+    return dict(REGISTRY)
+
+
+def get(name: str) -> type[Detector]:
+    detectors = load_all()
+    if name not in detectors:
+        from .core import DefectbenchError
+
+        raise DefectbenchError(f"no detector named {name!r}; known: {', '.join(sorted(detectors))}")
+    return detectors[name]

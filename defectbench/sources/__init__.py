@@ -1,0 +1,1 @@
+"""Sources of clean audio: synth (built in), folder, fma, video."""
