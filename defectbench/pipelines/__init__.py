@@ -34,6 +34,8 @@ class PipelineConfig(BaseModel):
 
 class Pipeline:
     name: ClassVar[str]
+    task: ClassVar[str] = "framewise"
+    """``framewise`` (target frames scored) or ``multiclass`` (``label`` is a ClassLabel scored)."""
     Config: ClassVar[type[PipelineConfig]] = PipelineConfig
     min_samples: int = 1
 
