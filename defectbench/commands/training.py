@@ -1,0 +1,71 @@
+"""``defectbench train`` (SPEC 4) and ``defectbench models`` (each neural configuration's parameter count)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def model_table() -> list[dict]:
+    """One row per detector (and per configuration of the neural ones) with its trainable parameter count."""
+    from .. import detectors
+    from ..training import TorchDetector
+
+    rows = []
+    for name, cls in sorted(detectors.load_all().items()):
+        if issubclass(cls, TorchDetector):
+            for cfg_name, cfg in cls.configurations().items():
+                model = cls.build(cfg)
+                n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+                rows.append({"model": name, "config": cfg_name, "task": "/".join(cls.tasks), "parameters": n})
+        else:
+            rows.append({"model": name, "config": "-", "task": "/".join(cls.tasks), "parameters": None})
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        model: str = typer.Option(..., "--model", help="hooknet or cnn6"),
+        dataset: Path = typer.Option(..., "--dataset", help="a dataset folder built by defectbench build"),
+        config: str = typer.Option("reference", "--config", help="named configuration (see defectbench models)"),
+        epochs: Optional[int] = typer.Option(None, help="epochs (default: the paper's recipe)"),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="default: 200 (hooknet), 512 (cnn6)"),
+        lr: Optional[float] = typer.Option(None, help="default: 1e-3 (hooknet), 1e-4 (cnn6)"),
+        pos_weight: Optional[float] = typer.Option(None, "--pos-weight", help="hooknet: weight of positive frames in the RMS loss"),
+        eval_every: Optional[int] = typer.Option(None, "--eval-every", help="iterations between evaluations (default: epoch / 100)"),
+        patience: Optional[int] = typer.Option(None, help="early stop after N evaluations without improvement"),
+        reduce_on_plateau: Optional[bool] = typer.Option(None, "--reduce-on-plateau/--no-reduce-on-plateau", help="the glitch recipe's LR schedule"),
+        init: Optional[Path] = typer.Option(None, "--init", help="start from a checkpoint (cnn6: also a PANN Cnn6_mAP=0.343.pth)"),
+        out: Optional[Path] = typer.Option(None, "--out", help="checkpoint folder (default checkpoints/MODEL-DATASET)"),
+        device: str = typer.Option("auto", help="auto, cpu or cuda"),
+        seed: int = typer.Option(0, help="seed for initialisation, shuffling and dropout"),
+        workers: int = typer.Option(0, help="DataLoader worker processes"),
+    ) -> None:
+        """Train a neural detector with its paper's recipe; saves model.pt, config.json and curve.png."""
+        from ..training import TrainOptions, train as run_training
+
+        out_dir = out or Path("checkpoints") / f"{model}-{Path(dataset).name}"
+        run_training(TrainOptions(
+            model=model, dataset=str(dataset), out=str(out_dir), config=config, epochs=epochs, max_steps=max_steps,
+            batch_size=batch_size, lr=lr, pos_weight=pos_weight, eval_every=eval_every, patience=patience,
+            reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
+            seed=seed, workers=workers,
+        ), log=typer.echo)
+
+    if any(c.name == "models" for c in app.registered_commands):
+        return
+
+    @app.command()
+    def models() -> None:
+        """List the detectors; for the neural ones, each configuration's trainable parameter count."""
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("model", "config", "task", "trainable parameters")
+        for r in model_table():
+            table.add_row(r["model"], r["config"], r["task"], "-" if r["parameters"] is None else f"{r['parameters']:,}")
+        Console().print(table)

@@ -1,0 +1,561 @@
+"""Training and inference for the neural detectors (SPEC 4): data loading, the two papers' recipes, checkpoints.
+
+- Data: :class:`ParquetRows` streams ``data/<split>-*.parquet`` of a defectbench dataset with pyarrow
+  (row group by row group, audio WAV bytes decoded with soundfile), shuffled per epoch from the seed
+  through a shuffle buffer, sharded over DataLoader workers by row group.
+- Recipes (:class:`Recipe`, one per model, declared by its detector class):
+  Hook-Net (music paper, section 6.1): Adam lr 1e-3, batch 200, root-mean-square loss weighted toward
+  the positive class, output bias at logit(positive rate), validation after every epoch, the best epoch
+  by validation (framewise) accuracy; the glitch recipe adds reduce-on-plateau (factor 0.1, patience 10).
+  CNN6 (video paper, section 5): NLL loss, Adam lr 1e-4 betas (0.9, 0.999), batch 512, every 100
+  iterations balanced accuracy on a fixed 1 % of validation, the best evaluation kept.
+- Mixed precision (bf16 autocast) on CUDA, float32 on CPU; a fixed seed for init, shuffling and dropout.
+- Checkpoints: ``torch.save`` of a plain dict (``format``, ``model``, ``config``, ``state_dict``,
+  ``curve``, ``best``, ``train``) holding only tensors and primitive types, so that
+  ``torch.load(weights_only=True)`` reads it; beside it ``config.json`` (everything but the weights)
+  and ``curve.png``.
+- :class:`TorchDetector`: the :class:`~defectbench.detectors.Detector` base of the neural models: built
+  from a checkpoint (or a named configuration), predicts in batches on CUDA with AMP when present, and
+  keeps its throughput and device for the result file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .core import DefectbenchError
+from .detectors import Detector
+
+CHECKPOINT_FORMAT = "defectbench-checkpoint/1"
+
+# --------------------------------------------------------------------------------------- data ---
+
+
+def split_files(dataset: str | Path, split: str) -> list[Path]:
+    files = sorted((Path(dataset) / "data").glob(f"{split}-*.parquet"))
+    if not files:
+        raise DefectbenchError(f"{dataset}: no data/{split}-*.parquet (is it a defectbench dataset folder?)")
+    return files
+
+
+def read_manifest(dataset: str | Path) -> dict:
+    path = Path(dataset) / "manifest.json"
+    if not path.is_file():
+        raise DefectbenchError(f"{dataset}: no manifest.json (is it a defectbench dataset folder?)")
+    return json.loads(path.read_text())
+
+
+def decode_audio(cell: dict) -> np.ndarray:
+    """The ``audio`` struct's WAV bytes -> float32 in [-1, 1], mono 1-D."""
+    audio, _ = sf.read(io.BytesIO(cell["bytes"]), dtype="float32", always_2d=False)
+    return audio if audio.ndim == 1 else audio.mean(axis=1)
+
+
+class ParquetRows(IterableDataset):
+    """Rows of one split as ``(audio float32 [n], target float32 [frames], label int64)``.
+
+    Order: the list of (file, row group) units is shuffled from ``(seed, epoch)``, each DataLoader
+    worker takes every ``num_workers``-th unit, and rows pass through a shuffle buffer of
+    ``buffer`` rows. ``shuffle=False`` gives file order. ``rows`` (global row numbers in file order)
+    restricts to a subset, e.g. CNN6's fixed 1 % of validation.
+    """
+
+    def __init__(self, dataset: str | Path, split: str, *, shuffle: bool, seed: int = 0, buffer: int = 2048,
+                 rows: set[int] | None = None) -> None:
+        import pyarrow.parquet as pq
+
+        self.files = split_files(dataset, split)
+        self.units: list[tuple[Path, int, int, int]] = []  # (file, row group, first global row, n rows)
+        start = 0
+        for f in self.files:
+            meta = pq.ParquetFile(f).metadata
+            for rg in range(meta.num_row_groups):
+                n = meta.row_group(rg).num_rows
+                self.units.append((f, rg, start, n))
+                start += n
+        self.num_rows = start if rows is None else len(rows)
+        self.shuffle, self.seed, self.buffer, self.rows = shuffle, seed, buffer, rows
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def _unit_rows(self, unit: tuple[Path, int, int, int]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+        import pyarrow.parquet as pq
+
+        path, rg, first, _ = unit
+        pf = pq.ParquetFile(path)
+        for batch in pf.iter_batches(row_groups=[rg], batch_size=256, columns=["audio", "target", "label"]):
+            cols = batch.to_pydict()
+            for i, (audio, target, label) in enumerate(zip(cols["audio"], cols["target"], cols["label"])):
+                if self.rows is not None and first + i not in self.rows:
+                    continue
+                yield decode_audio(audio), np.asarray(target, dtype=np.float32), int(label)
+            first += batch.num_rows
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        units = list(self.units)
+        if self.shuffle:
+            units = [units[i] for i in rng.permutation(len(units))]
+        info = get_worker_info()
+        if info is not None:
+            units = units[info.id :: info.num_workers]
+            rng = np.random.default_rng([self.seed, self.epoch, info.id])
+        buf: list = []
+        for unit in units:
+            for row in self._unit_rows(unit):
+                if not self.shuffle:
+                    yield row
+                    continue
+                if len(buf) < self.buffer:
+                    buf.append(row)
+                    continue
+                i = int(rng.integers(len(buf)))
+                buf[i], row = row, buf[i]
+                yield row
+        if buf:
+            for i in rng.permutation(len(buf)):
+                yield buf[i]
+
+
+def positive_rate(dataset: str | Path, split: str = "train") -> float:
+    """Fraction of 1s among every target value of a split (reads only the ``target`` column)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ones = total = 0
+    for f in split_files(dataset, split):
+        col = pc.list_flatten(pq.read_table(f, columns=["target"]).column("target"))
+        ones += int(pc.sum(col).as_py() or 0)
+        total += len(col)
+    return ones / total if total else 0.0
+
+
+def collate(rows: list) -> dict[str, torch.Tensor]:
+    audio = [r[0] for r in rows]
+    if len({len(a) for a in audio}) != 1:
+        raise DefectbenchError(f"audio rows of different lengths in one batch: {sorted({len(a) for a in audio})}")
+    return {
+        "audio": torch.from_numpy(np.stack(audio)),
+        "target": torch.from_numpy(np.stack([r[1] for r in rows])),
+        "label": torch.tensor([r[2] for r in rows], dtype=torch.int64),
+    }
+
+
+def loader(data: ParquetRows, batch_size: int, workers: int, pin: bool) -> DataLoader:
+    return DataLoader(data, batch_size=batch_size, collate_fn=collate, num_workers=workers, pin_memory=pin,
+                      persistent_workers=False)
+
+
+# ------------------------------------------------------------------------------------ metrics ---
+
+
+def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
+    """Framewise accuracy of ``sigmoid(logit) >= 0.5`` (i.e. logit >= 0) over every target value."""
+    return float(np.mean((scores >= 0) == (targets >= 0.5)))
+
+
+def f1(scores: np.ndarray, targets: np.ndarray) -> float | None:
+    p, t = scores >= 0, targets >= 0.5
+    tp, fp, fn = np.sum(p & t), np.sum(p & ~t), np.sum(~p & t)
+    return None if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
+
+
+def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """Mean per-class recall over the classes present in ``labels``."""
+    recalls = [np.mean(pred[labels == c] == c) for c in range(classes) if np.any(labels == c)]
+    return float(np.mean(recalls))
+
+
+# ------------------------------------------------------------------------------------ recipes ---
+
+
+@dataclass
+class Recipe:
+    """One paper's training recipe (SPEC 4); every field can be overridden from the command line."""
+
+    lr: float
+    batch_size: int
+    betas: tuple[float, float] = (0.9, 0.999)
+    epochs: int = 40
+    eval_every: int | None = None  # iterations between evaluations; None: after every epoch
+    val_fraction: float = 1.0  # fixed subset of validation used for selection
+    val_min_rows: int = 100  # the subset is at least this many rows (all when fewer)
+    metric: str = "accuracy"  # selection metric, higher is better
+    pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the RMS loss (the paper gives none)
+    reduce_on_plateau: bool = False  # glitch recipe: factor 0.1, patience 10 evaluations
+    patience: int | None = None  # early stop after this many evaluations without improvement
+
+
+def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """Root-mean-square error of sigmoid outputs, positive frames weighted by ``pos_weight`` (music paper, 6.1)."""
+    w = 1.0 + (pos_weight - 1.0) * target
+    return torch.sqrt(torch.sum(w * (torch.sigmoid(logits.float()) - target) ** 2) / torch.sum(w))
+
+
+# -------------------------------------------------------------------------------- checkpoints ---
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".partial")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint file (or ``DIR/model.pt``) with ``weights_only=True``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt"
+    if not path.is_file():
+        raise DefectbenchError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: one line for the user
+        raise DefectbenchError(f"checkpoint {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DefectbenchError(f"checkpoint {path} is not a defectbench checkpoint (for a PANN file use --init)")
+    ckpt["path"] = str(path)
+    return ckpt
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DefectbenchError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+
+# ----------------------------------------------------------------------------------- detector ---
+
+
+class TorchDetector(Detector):
+    """Base of the neural detectors: a torch model, its config dataclass, and the paper's recipe."""
+
+    config_cls: ClassVar[type]
+    recipe: ClassVar[Recipe]
+
+    @classmethod
+    def configurations(cls) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, config: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def __init__(self, checkpoint: str | Path | None = None, config: str = "reference", device: str = "auto",
+                 batch_size: int = 64, **options: Any) -> None:
+        super().__init__(checkpoint=None if checkpoint is None else str(checkpoint), config=config, device=device,
+                         batch_size=batch_size, **options)
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.checkpoint = None
+        if checkpoint is not None:
+            ckpt = load_checkpoint(checkpoint)
+            if ckpt["model"] != self.name:
+                raise DefectbenchError(f"checkpoint {checkpoint} holds a {ckpt['model']!r} model, not {self.name!r}")
+            self.config = self.config_from_dict(ckpt["config"])
+            self.model = self.build(self.config)
+            self.model.load_state_dict(ckpt["state_dict"])
+            self.checkpoint = ckpt
+        else:
+            configs = self.configurations()
+            if config not in configs:
+                raise DefectbenchError(f"{self.name}: no configuration {config!r}; known: {', '.join(configs)}")
+            self.config = replace(configs[config])  # a copy: prepare() may set fields
+            self.model = self.build(self.config)
+        self.model.to(self.device).eval()
+        self.seconds, self.samples = 0.0, 0
+
+    @classmethod
+    def config_from_dict(cls, d: dict) -> Any:
+        names = {f.name: f for f in fields(cls.config_cls)}
+        unknown = set(d) - set(names)
+        if unknown:
+            raise DefectbenchError(f"{cls.name} checkpoint config has unknown keys {sorted(unknown)}")
+        return cls.config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def inputs(self, batch: list[dict]) -> torch.Tensor:
+        """Rows -> a float32 [B, n] waveform tensor (int16 audio scaled by 1/32768); checks rate and length."""
+        out = []
+        for row in batch:
+            a = np.asarray(row["audio"])
+            a = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32)
+            if a.ndim != 1:
+                raise DefectbenchError(f"{self.name}: row {row.get('id')}: audio must be mono 1-D, got shape {a.shape}")
+            self.check_row(row, a)
+            out.append(a)
+        return torch.from_numpy(np.stack(out))
+
+    def check_row(self, row: dict, audio: np.ndarray) -> None:
+        """Raise DefectbenchError where the row does not fit the model (rate, length)."""
+
+    def scores(self, output: torch.Tensor) -> torch.Tensor:
+        """Model output -> the scores ``predict`` returns."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def predict(self, batch: list[dict]) -> np.ndarray:
+        x = self.inputs(batch)
+        t0 = time.perf_counter()
+        outs = []
+        for i in range(0, len(x), self.batch_size):
+            xb = x[i : i + self.batch_size].to(self.device, non_blocking=True)
+            with autocast(self.device):
+                outs.append(self.scores(self.model(xb)).float().cpu())
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.seconds += time.perf_counter() - t0
+        self.samples += len(x)
+        return torch.cat(outs).numpy()
+
+    def runtime(self) -> dict[str, Any]:
+        """Device and measured throughput (model time only, input decoding excluded) for the result file."""
+        return {
+            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "amp": "bf16" if self.device.type == "cuda" else None,
+            "batch_size": self.batch_size,
+            "samples": self.samples,
+            "seconds": round(self.seconds, 4),
+            "samples_per_second": round(self.samples / self.seconds, 2) if self.seconds > 0 else None,
+        }
+
+    def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
+        raise NotImplementedError
+
+    def prepare(self, dataset: str | Path) -> None:
+        """Anything the recipe sets from the training data before the first step (Hook-Net: output bias)."""
+
+    def load_init(self, path: str | Path) -> None:
+        """Start from another defectbench checkpoint's weights (fine-tuning); CNN6 also takes a PANN file."""
+        ckpt = load_checkpoint(path)
+        if ckpt["model"] != self.name or self.config_from_dict(ckpt["config"]) != self.config:
+            raise DefectbenchError(f"--init {path}: a {ckpt['model']} {ckpt['config']} checkpoint does not fit this model")
+        self.model.load_state_dict(ckpt["state_dict"])
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def weights_hash(self) -> str | None:
+        h = hashlib.sha256()
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------- training ---
+
+
+@dataclass
+class TrainOptions:
+    model: str
+    dataset: str
+    out: str
+    config: str = "reference"
+    epochs: int | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    pos_weight: float | None = None
+    eval_every: int | None = None
+    patience: int | None = None
+    reduce_on_plateau: bool | None = None
+    init: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0
+    progress: bool = True
+
+
+def validation_rows(n: int, recipe: Recipe, seed: int) -> set[int] | None:
+    """The fixed validation subset: ``val_fraction`` of the rows, at least ``val_min_rows``; None: all."""
+    if recipe.val_fraction >= 1.0:
+        return None
+    k = min(n, max(math.ceil(recipe.val_fraction * n), recipe.val_min_rows))
+    return set(np.random.default_rng([seed, 0xDA7A]).choice(n, size=k, replace=False).tolist())
+
+
+def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, classes: int) -> dict[str, float | None]:
+    model = det.model
+    model.eval()
+    outs, targets, labels = [], [], []
+    with torch.inference_mode():
+        for b in batches:
+            with autocast(det.device):
+                outs.append(model(b["audio"].to(det.device, non_blocking=True)).float().cpu())
+            targets.append(b["target"])
+            labels.append(b["label"])
+    out = torch.cat(outs).numpy()
+    if task == "framewise":
+        t = torch.cat(targets).numpy()
+        return {"accuracy": accuracy(out, t), "f1": f1(out, t)}
+    lab = torch.cat(labels).numpy()
+    pred = out.argmax(axis=1)
+    return {"balanced_accuracy": balanced_accuracy(pred, lab, classes), "accuracy": float(np.mean(pred == lab))}
+
+
+def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
+    """Train ``opts.model`` on ``opts.dataset`` with its paper's recipe; returns the saved config dict."""
+    from . import detectors
+
+    cls = detectors.get(opts.model)
+    if not issubclass(cls, TorchDetector):
+        raise DefectbenchError(f"{opts.model!r} is not a trainable (neural) detector")
+    manifest = read_manifest(opts.dataset)
+    task = manifest.get("task")
+    if task not in cls.tasks:
+        raise DefectbenchError(f"{opts.model} is a {'/'.join(cls.tasks)} detector; {opts.dataset} is a {task} dataset")
+    classes = len(manifest.get("label_names") or [0, 1])
+    recipe = Recipe(**{**asdict(cls.recipe), **{k: v for k, v in {
+        "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "pos_weight": opts.pos_weight,
+        "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
+    }.items() if v is not None}})
+
+    torch.manual_seed(opts.seed)
+    np.random.seed(opts.seed)  # nothing of ours uses numpy's global RNG; set for third-party code
+    det = cls(config=opts.config, device=opts.device)
+    device, model = det.device, det.model
+    if opts.init:
+        det.load_init(opts.init)
+    det.prepare(opts.dataset)
+
+    train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed)
+    val_full = ParquetRows(opts.dataset, "validation", shuffle=False)
+    val_data = ParquetRows(opts.dataset, "validation", shuffle=False,
+                           rows=validation_rows(len(val_full), recipe, opts.seed))
+    if len(train_data) == 0 or len(val_data) == 0:
+        raise DefectbenchError(f"{opts.dataset}: train and validation splits must both be non-empty")
+    pin = device.type == "cuda"
+    val_loader = loader(val_data, recipe.batch_size, opts.workers, pin)
+    if recipe.val_fraction < 1.0:  # a fixed small subset evaluated often: decode it once
+        val_loader = list(val_loader)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.Adam(trainable, lr=recipe.lr, betas=recipe.betas)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.1, patience=10) \
+        if recipe.reduce_on_plateau else None
+    steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    if opts.max_steps is not None:
+        total = min(total, opts.max_steps)
+
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    curve: list[dict] = []
+    best: dict[str, Any] = {"metric": recipe.metric, "value": None, "step": None, "epoch": None}
+    stale = 0
+    meta = {
+        "format": CHECKPOINT_FORMAT, "model": cls.name, "config_name": opts.config,
+        "config": asdict(det.config), "dataset": str(opts.dataset),
+        "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
+        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "max_steps": opts.max_steps,
+                  "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
+                  "parameters": det.parameter_count(), "torch": str(torch.__version__)},
+    }
+
+    last_eval = {"step": 0}
+
+    def checkpoint_eval(step: int, epoch: int) -> bool:
+        """Evaluate, log a curve point, keep the best weights; True when early stopping says stop."""
+        nonlocal stale
+        loss = float(np.mean(losses[last_eval["step"] :])) if losses[last_eval["step"] :] else None
+        last_eval["step"] = step
+        val = evaluate(det, val_loader, task, classes)
+        model.train()
+        value = val[recipe.metric]
+        curve.append({"step": step, "epoch": epoch, "train_loss": loss, "lr": optim.param_groups[0]["lr"],
+                      **{f"val_{k}": v for k, v in val.items()}})
+        if sched is not None:
+            sched.step(value)
+        if best["value"] is None or value > best["value"]:
+            best.update(value=value, step=step, epoch=epoch)
+            stale = 0
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            save_checkpoint(out / "model.pt", {**meta, "state_dict": state, "curve": curve, "best": dict(best)})
+        else:
+            stale += 1
+        progress.update(bar, val=f"{recipe.metric} {value:.4f} (best {best['value']:.4f})")
+        return recipe.patience is not None and stale >= recipe.patience
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
+                        TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                        disable=not opts.progress)
+    step, stop, t_start, losses = 0, False, time.perf_counter(), []
+    model.train()
+    with progress:
+        bar = progress.add_task(f"train {cls.name}", total=total, loss="-", val="-", rate="-")
+        for epoch in range(recipe.epochs):
+            train_data.epoch = epoch
+            for b in loader(train_data, recipe.batch_size, opts.workers, pin):
+                b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+                with autocast(device):
+                    output = model(b["audio"])
+                loss = det.loss(output, b, recipe)
+                optim.zero_grad(set_to_none=True)
+                loss.backward()
+                optim.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                progress.update(bar, advance=1, loss=f"{losses[-1]:.4f}",
+                                rate=f"{step / (time.perf_counter() - t_start):.2f} it/s")
+                if recipe.eval_every and step % recipe.eval_every == 0:
+                    stop = checkpoint_eval(step, epoch)
+                if stop or step >= total:
+                    break
+            finished = stop or step >= total or epoch == recipe.epochs - 1
+            if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
+                stop = checkpoint_eval(step, epoch)  # every epoch (Hook-Net), or once at the end
+            if stop or step >= total:
+                break
+
+    summary = {**meta, "curve": curve, "best": best, "steps": step, "seconds": round(time.perf_counter() - t_start, 2)}
+    (out / "config.json").write_text(json.dumps(summary, indent=2))
+    plot_curve(curve, recipe.metric, out / "curve.png")
+    log(f"best {recipe.metric} {best['value']:.4f} at step {best['step']} (epoch {best['epoch']}); "
+        f"checkpoint {out / 'model.pt'}")
+    return summary
+
+
+def plot_curve(curve: list[dict], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [c["step"] for c in curve]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [c["train_loss"] for c in curve], "o-", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("train loss")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [c[f"val_{metric}"] for c in curve], "s-", color="C1", label=f"validation {metric}")
+    ax2.set_ylabel(f"validation {metric}")
+    fig.legend(loc="upper center", ncol=2, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

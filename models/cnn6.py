@@ -1,0 +1,275 @@
+"""PANN Cnn6 with a 5-way defect head (video paper, section 3; SPEC 3; Kong et al., PANNs, 2020).
+
+1 s of 48 kHz audio in, log-probabilities over (no_defect, hum, hiss, distortion, click) out.
+
+- 48 kHz -> 32 kHz inside the model by a fixed polyphase FIR (:class:`Resample`), the same filter and
+  alignment as ``scipy.signal.resample_poly(x, 2, 3)``; torchaudio is not installed, and doing it in the
+  model keeps the dataset and the detector at the dataset's rate.
+- Log-mel front end (window 1024, hop 320, 64 mel bins, 50-14000 Hz) with the STFT as frozen conv
+  weights. Written here rather than imported from torchlibrosa (not installed, and the toolkit must run
+  offline); the module and parameter names are torchlibrosa's, so the official checkpoint's
+  ``spectrogram_extractor.stft.conv_real.weight`` [513,1,1024], ``...conv_imag.weight`` and
+  ``logmel_extractor.melW`` [513,64] load into it unchanged.
+- bn0 over the mel axis, four (5x5 conv without bias, BN, ReLU, 2x2 average pool, dropout 0.2) blocks
+  with 64/128/256/512 channels, mean over frequency, max + mean over time, dropout 0.5, fc1 512 + ReLU.
+- The AudioSet head ``fc_audioset`` (527) is replaced by ``fc_defect`` (5): every other name and shape
+  is the official checkpoint's, so :func:`load_pann` loads the body of ``Cnn6_mAP=0.343.pth`` with
+  ``strict=True``. PANNs' SpecAugment and mixup are training-time options the video paper does not use.
+
+Trainable parameters: 4,569,669 with the 5-way head (4,837,455 with the 527-way AudioSet head, PANNs'
+"4.8 M").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+LABELS = ("no_defect", "hum", "hiss", "distortion", "click")
+
+
+@dataclass
+class Cnn6Config:
+    input_rate: int = 48000  # the video recipe's rate; resampled to sample_rate in the model
+    sample_rate: int = 32000  # PANN front end
+    window_size: int = 1024
+    hop_size: int = 320
+    mel_bins: int = 64
+    fmin: float = 50.0
+    fmax: float = 14000.0
+    classes: int = 5
+    channels: tuple[int, int, int, int] = (64, 128, 256, 512)
+    dropout: float = 0.2  # after each conv block (PANNs)
+
+
+# ----------------------------------------------------------------------------- front end
+
+
+def slaney_mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """``librosa.filters.mel(sr, n_fft, n_mels, fmin, fmax)`` (htk=False, norm="slaney"), shape [n_mels, bins].
+
+    Hand-written because librosa is not installed: Slaney's mel scale (linear below 1 kHz at 3 mel per
+    200 Hz, logarithmic above with 27 mels per factor 6.4), triangles between neighbouring mel points,
+    each scaled by 2 / (its bandwidth in Hz) so that every filter has unit area.
+    """
+    f_sp, min_log_hz, min_log_mel, logstep = 200.0 / 3, 1000.0, 15.0, math.log(6.4) / 27.0
+
+    def hz_to_mel(f: np.ndarray) -> np.ndarray:
+        f = np.asarray(f, dtype=np.float64)
+        lin = f / f_sp
+        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-12) / min_log_hz) / logstep, lin)
+
+    def mel_to_hz(m: np.ndarray) -> np.ndarray:
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+    fft_freqs = np.linspace(0, sr / 2, 1 + n_fft // 2)
+    mel_f = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights.astype(np.float32)
+
+
+class STFT(nn.Module):
+    """torchlibrosa's STFT: a DFT as two frozen Conv1d (real, imaginary), periodic Hann window."""
+
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        bins = n_fft // 2 + 1
+        n = np.arange(n_fft)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # scipy.signal.get_window("hann", n_fft)
+        w = np.exp(-2j * np.pi * np.outer(np.arange(bins), n) / n_fft) * window[None, :]
+        self.conv_real = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
+        self.conv_imag = nn.Conv1d(1, bins, n_fft, stride=hop, bias=False)
+        self.conv_real.weight.data = torch.tensor(w.real[:, None, :], dtype=torch.float32)
+        self.conv_imag.weight.data = torch.tensor(w.imag[:, None, :], dtype=torch.float32)
+        self.n_fft = n_fft
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.pad(x[:, None, :], (self.n_fft // 2, self.n_fft // 2), mode="reflect")  # center=True
+        return self.conv_real(x), self.conv_imag(x)  # [B, bins, frames] each
+
+
+class Spectrogram(nn.Module):
+    def __init__(self, n_fft: int, hop: int) -> None:
+        super().__init__()
+        self.stft = STFT(n_fft, hop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        real, imag = self.stft(x)
+        return (real**2 + imag**2).transpose(1, 2)[:, None]  # power, [B, 1, frames, bins]
+
+
+class LogmelFilterBank(nn.Module):
+    def __init__(self, cfg: Cnn6Config) -> None:
+        super().__init__()
+        mel = slaney_mel_filterbank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
+        self.melW = nn.Parameter(torch.tensor(mel.T), requires_grad=False)  # [bins, mels], frozen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # power_to_db with ref=1.0, amin=1e-10, top_db=None (PANNs' settings)
+        return 10.0 * torch.log10(torch.clamp(x @ self.melW, min=1e-10))  # [B, 1, frames, mels]
+
+
+class Resample(nn.Module):
+    """Rational resampling up/down with ``scipy.signal.resample_poly``'s default Kaiser(5.0) FIR.
+
+    The kernel is designed by scipy at construction and held as a non-persistent buffer (it is not in the
+    state dict, so the official checkpoint's key set is unchanged).
+    """
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        super().__init__()
+        from scipy.signal import firwin
+
+        g = math.gcd(rate_in, rate_out)
+        self.up, self.down = rate_out // g, rate_in // g
+        half_len = 10 * max(self.up, self.down)
+        h = firwin(2 * half_len + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
+        pre_pad = self.down - half_len % self.down
+        self.pre_remove = (half_len + pre_pad) // self.down
+        h = np.concatenate([np.zeros(pre_pad), h])
+        self.register_buffer("kernel", torch.tensor(h[::-1].copy(), dtype=torch.float32)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.up == self.down:
+            return x
+        n_out = -(-x.shape[-1] * self.up // self.down)
+        k = self.kernel.shape[-1]
+        z = x.new_zeros(x.shape[0], x.shape[-1] * self.up)
+        z[:, :: self.up] = x
+        z = F.pad(z[:, None], (k - 1, k - 1))  # full convolution, as upfirdn
+        y = F.conv1d(z, self.kernel, stride=self.down)[:, 0]
+        return y[:, self.pre_remove : self.pre_remove + n_out]
+
+
+# ----------------------------------------------------------------------------- network
+
+
+class ConvBlock5x5(nn.Module):
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=5, padding=2, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+
+
+class Cnn6(nn.Module):
+    def __init__(self, cfg: Cnn6Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.resample = Resample(cfg.input_rate, cfg.sample_rate)
+        self.spectrogram_extractor = Spectrogram(cfg.window_size, cfg.hop_size)
+        self.logmel_extractor = LogmelFilterBank(cfg)
+        for p in self.spectrogram_extractor.parameters():
+            p.requires_grad = False  # frozen, as PANNs' freeze_parameters=True
+        self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
+        c = (1, *cfg.channels)
+        for i in range(4):
+            setattr(self, f"conv_block{i + 1}", ConvBlock5x5(c[i], c[i + 1]))
+        self.fc1 = nn.Linear(c[-1], c[-1])
+        self.fc_defect = nn.Linear(c[-1], cfg.classes)
+        for m in self.modules():  # PANNs' init_weight: Xavier for convs/linears, zero biases
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: [B, samples] at ``input_rate`` -> [B, classes] log-probabilities."""
+        with torch.autocast(x.device.type, enabled=False):  # keep the front end in float32 under AMP
+            x = self.logmel_extractor(self.spectrogram_extractor(self.resample(x.float())))
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # BN over the mel axis
+        for i in range(4):
+            x = getattr(self, f"conv_block{i + 1}")(x)
+            x = F.dropout(x, p=self.cfg.dropout, training=self.training)
+        x = x.mean(dim=3)  # over frequency
+        x = x.max(dim=2).values + x.mean(dim=2)  # over time
+        x = F.dropout(x, p=0.5, training=self.training)
+        x = F.relu(self.fc1(x))
+        x = F.dropout(x, p=0.5, training=self.training)
+        return F.log_softmax(self.fc_defect(x), dim=-1)
+
+
+def load_pann(model: Cnn6, path: str | Path) -> None:
+    """Load the body of an official PANN Cnn6 checkpoint (``{'iteration', 'model'}``) with ``strict=True``.
+
+    The AudioSet head is dropped and the model's own (freshly initialised) 5-way head put in its place,
+    so that every other key must match the file in name and shape.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    state = {k: v for k, v in state.items() if not k.startswith("fc_audioset.")}
+    state.update({k: v for k, v in model.state_dict().items() if k.startswith("fc_defect.")})
+    model.load_state_dict(state, strict=True)
+
+
+CONFIGURATIONS = {
+    "reference": Cnn6Config(),
+    "tiny": Cnn6Config(channels=(8, 16, 32, 64)),  # tests and CPU smoke runs; not checkpoint-compatible
+}
+
+
+# ----------------------------------------------------------------------------- detector
+
+from defectbench.core import DefectbenchError  # noqa: E402
+from defectbench.detectors import register  # noqa: E402
+from defectbench.training import Recipe, TorchDetector  # noqa: E402
+
+
+@register
+class Cnn6Detector(TorchDetector):
+    """PANN Cnn6 as a 5-way detector: 1 s at 48 kHz -> class probabilities."""
+
+    name = "cnn6"
+    tasks = ("multiclass",)
+    description = "PANN Cnn6, 5-way head (video paper section 3): 1 s log-mel -> no_defect/hum/hiss/distortion/click"
+    config_cls = Cnn6Config
+    # video paper, section 5: NLL, Adam 1e-4 (0.9, 0.999), batch 512, every 100 iterations balanced
+    # accuracy on a fixed 1 % of validation, the best kept (98,000 iterations in the paper)
+    recipe = Recipe(lr=1e-4, batch_size=512, epochs=1000, eval_every=100, val_fraction=0.01,
+                    metric="balanced_accuracy")
+
+    @classmethod
+    def configurations(cls) -> dict[str, Cnn6Config]:
+        return dict(CONFIGURATIONS)
+
+    @classmethod
+    def build(cls, config: Cnn6Config) -> Cnn6:
+        return Cnn6(config)
+
+    def check_row(self, row: dict, audio) -> None:
+        rate = row.get("rate")
+        if rate is not None and rate != self.config.input_rate:
+            raise DefectbenchError(f"cnn6: row {row.get('id')}: audio at {rate} Hz, the model takes {self.config.input_rate} Hz")
+
+    def scores(self, output: torch.Tensor) -> torch.Tensor:
+        return output.exp()  # log-probabilities -> probabilities
+
+    def loss(self, output: torch.Tensor, batch: dict, recipe: Recipe) -> torch.Tensor:
+        return F.nll_loss(output.float(), batch["label"])
+
+    def load_init(self, path) -> None:
+        """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint."""
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise DefectbenchError(f"--init {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+        if isinstance(ckpt, dict) and "format" in ckpt:
+            return super().load_init(path)
+        try:
+            load_pann(self.model, path)
+        except (RuntimeError, KeyError, TypeError) as e:
+            raise DefectbenchError(f"--init {path}: not a PANN Cnn6 checkpoint: {str(e).splitlines()[0]}") from None
