@@ -437,6 +437,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     np.random.seed(opts.seed)  # nothing of ours uses numpy's global RNG; set for third-party code
     det = cls(config=opts.config, device=opts.device)
     device, model = det.device, det.model
+    if task == "multiclass" and getattr(det.config, "classes", classes) != classes:
+        raise DefectbenchError(f"{opts.dataset} has {classes} classes; the {opts.model} model has {det.config.classes}")
     if opts.init:
         det.load_init(opts.init)
     det.prepare(opts.dataset)
