@@ -37,6 +37,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .core import DefectbenchError
+from .dataset import data_files, read_manifest
 from .detectors import Detector
 
 CHECKPOINT_FORMAT = "defectbench-checkpoint/1"
@@ -45,17 +46,10 @@ CHECKPOINT_FORMAT = "defectbench-checkpoint/1"
 
 
 def split_files(dataset: str | Path, split: str) -> list[Path]:
-    files = sorted((Path(dataset) / "data").glob(f"{split}-*.parquet"))
+    files = data_files(dataset, split)
     if not files:
-        raise DefectbenchError(f"{dataset}: no data/{split}-*.parquet (is it a defectbench dataset folder?)")
+        raise DefectbenchError(f"{dataset}: no data/{split}-*.parquet: the split is empty")
     return files
-
-
-def read_manifest(dataset: str | Path) -> dict:
-    path = Path(dataset) / "manifest.json"
-    if not path.is_file():
-        raise DefectbenchError(f"{dataset}: no manifest.json (is it a defectbench dataset folder?)")
-    return json.loads(path.read_text())
 
 
 def decode_audio(cell: dict) -> np.ndarray:

@@ -262,7 +262,9 @@ class Cnn6Detector(TorchDetector):
         return F.nll_loss(output.float(), batch["label"])
 
     def load_init(self, path) -> None:
-        """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint."""
+        """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder)."""
+        if Path(path).is_dir():
+            return super().load_init(path)
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
