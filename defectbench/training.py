@@ -251,8 +251,20 @@ class TorchDetector(Detector):
     recipe: ClassVar[Recipe]
 
     @classmethod
-    def configurations(cls) -> dict[str, Any]:
+    def model_configs(cls) -> dict[str, Any]:
+        """Named model configurations: {name: config dataclass}."""
         raise NotImplementedError
+
+    @classmethod
+    def configurations(cls) -> dict[str, dict[str, Any]]:
+        """{name: constructor options} per named configuration (``defectbench models`` builds each and
+        prints ``parameter_count()``); the options are ``{"config": name}``."""
+        return {name: {"config": name} for name in cls.model_configs()}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options: Any) -> "TorchDetector":
+        """The runner's hook (``defectbench run --checkpoint PATH``): a file or a training output folder."""
+        return cls(checkpoint=path, **options)
 
     @classmethod
     def build(cls, config: Any) -> nn.Module:
@@ -262,7 +274,8 @@ class TorchDetector(Detector):
                  batch_size: int = 64, **options: Any) -> None:
         super().__init__(checkpoint=None if checkpoint is None else str(checkpoint), config=config, device=device,
                          batch_size=batch_size, **options)
-        self.device = resolve_device(device)
+        self.torch_device = resolve_device(device)
+        self.device = self.device_name(self.torch_device)  # a string, as the result file records it
         self.batch_size = batch_size
         self.checkpoint = None
         if checkpoint is not None:
@@ -274,12 +287,12 @@ class TorchDetector(Detector):
             self.model.load_state_dict(ckpt["state_dict"])
             self.checkpoint = ckpt
         else:
-            configs = self.configurations()
+            configs = self.model_configs()
             if config not in configs:
                 raise DefectbenchError(f"{self.name}: no configuration {config!r}; known: {', '.join(configs)}")
             self.config = replace(configs[config])  # a copy: prepare() may set fields
             self.model = self.build(self.config)
-        self.model.to(self.device).eval()
+        self.model.to(self.torch_device).eval()
         self.seconds, self.samples = 0.0, 0
 
     @classmethod
@@ -315,20 +328,27 @@ class TorchDetector(Detector):
         t0 = time.perf_counter()
         outs = []
         for i in range(0, len(x), self.batch_size):
-            xb = x[i : i + self.batch_size].to(self.device, non_blocking=True)
-            with autocast(self.device):
+            xb = x[i : i + self.batch_size].to(self.torch_device, non_blocking=True)
+            with autocast(self.torch_device):
                 outs.append(self.scores(self.model(xb)).float().cpu())
-        if self.device.type == "cuda":
+        if self.torch_device.type == "cuda":
             torch.cuda.synchronize()
         self.seconds += time.perf_counter() - t0
         self.samples += len(x)
         return torch.cat(outs).numpy()
 
+    @staticmethod
+    def device_name(device: torch.device) -> str:
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            return f"cuda:{index} ({torch.cuda.get_device_name(index)}, bf16 autocast)"
+        return "cpu"
+
     def runtime(self) -> dict[str, Any]:
         """Device and measured throughput (model time only, input decoding excluded) for the result file."""
         return {
-            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "amp": "bf16" if self.device.type == "cuda" else None,
+            "device": self.device,
+            "amp": "bf16" if self.torch_device.type == "cuda" else None,
             "batch_size": self.batch_size,
             "samples": self.samples,
             "seconds": round(self.seconds, 4),
@@ -397,8 +417,8 @@ def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, cl
     outs, targets, labels = [], [], []
     with torch.inference_mode():
         for b in batches:
-            with autocast(det.device):
-                outs.append(model(b["audio"].to(det.device, non_blocking=True)).float().cpu())
+            with autocast(det.torch_device):
+                outs.append(model(b["audio"].to(det.torch_device, non_blocking=True)).float().cpu())
             targets.append(b["target"])
             labels.append(b["label"])
     out = torch.cat(outs).numpy()
@@ -430,7 +450,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)  # nothing of ours uses numpy's global RNG; set for third-party code
     det = cls(config=opts.config, device=opts.device)
-    device, model = det.device, det.model
+    device, model = det.torch_device, det.model
     if task == "multiclass" and getattr(det.config, "classes", classes) != classes:
         raise DefectbenchError(f"{opts.dataset} has {classes} classes; the {opts.model} model has {det.config.classes}")
     if opts.init:

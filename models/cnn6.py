@@ -243,7 +243,7 @@ class Cnn6Detector(TorchDetector):
                     metric="balanced_accuracy")
 
     @classmethod
-    def configurations(cls) -> dict[str, Cnn6Config]:
+    def model_configs(cls) -> dict[str, Cnn6Config]:
         return dict(CONFIGURATIONS)
 
     @classmethod

@@ -167,7 +167,7 @@ class HookNetDetector(TorchDetector):
     recipe = Recipe(lr=1e-3, batch_size=200, epochs=40, metric="accuracy")  # music paper, section 6.1
 
     @classmethod
-    def configurations(cls) -> dict[str, HookNetConfig]:
+    def model_configs(cls) -> dict[str, HookNetConfig]:
         return dict(CONFIGURATIONS)
 
     @classmethod

@@ -188,3 +188,17 @@ def test_train_command(clicks, tmp_path):
     assert load_checkpoint(out)["train"]["max_steps"] == 2
     r = CliRunner().invoke(app, ["models"])
     assert r.exit_code == 0 and "27,331,777" in r.output and "hooknet" in r.output and "cnn6" in r.output
+
+
+def test_runner_hooks_configurations_and_from_checkpoint(clicks, tmp_path):
+    """What the runner and `defectbench models` call: cls(**options) per configuration, from_checkpoint."""
+    for cls in (HookNetDetector, Cnn6Detector):
+        confs = cls.configurations()
+        assert "reference" in confs and "tiny" in confs
+        det = cls(**confs["tiny"], device="cpu")
+        assert det.parameter_count() == sum(p.numel() for p in cls.build(cls.model_configs()["tiny"]).parameters())
+        assert det.device == "cpu"
+    train(TrainOptions(model="hooknet", dataset=str(clicks), out=str(tmp_path / "h"), config="tiny", max_steps=1,
+                       batch_size=4, progress=False), log=lambda s: None)
+    det = HookNetDetector.from_checkpoint(str(tmp_path / "h"), device="cpu")
+    assert det.checkpoint["best"]["step"] == 1 and len(det.weights_hash()) == 64

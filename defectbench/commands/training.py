@@ -16,7 +16,7 @@ def model_table() -> list[dict]:
     rows = []
     for name, cls in sorted(detectors.load_all().items()):
         if issubclass(cls, TorchDetector):
-            for cfg_name, cfg in cls.configurations().items():
+            for cfg_name, cfg in cls.model_configs().items():
                 model = cls.build(cfg)
                 n = sum(p.numel() for p in model.parameters() if p.requires_grad)
                 rows.append({"model": name, "config": cfg_name, "task": "/".join(cls.tasks), "parameters": n})

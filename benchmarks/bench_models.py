@@ -1,0 +1,93 @@
+"""Forward and forward+backward throughput of the neural detectors (samples/s), and their parameter counts.
+
+    .venv/bin/python benchmarks/bench_models.py [--batch 8] [--repeats 3] [--configs tiny,small,reference]
+
+Measures on whatever device torch picks (``--device``); on this project's shared 2-core CPU machine the
+figures are noisy (other jobs run beside), so each figure is the best of ``--repeats`` timed runs after
+one warm-up. GPU figures (AMP bf16, the paper batch sizes 200 / 512) are to be taken in a session that
+is lent a GPU: ``--device cuda --batch 200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from defectbench.models.cnn6 import CONFIGURATIONS as CNN6
+from defectbench.models.cnn6 import Cnn6
+from defectbench.models.hooknet import CONFIGURATIONS as HOOKNET
+from defectbench.models.hooknet import PAPER_PARAMETERS, HookNet
+from defectbench.training import autocast, weighted_rms_loss
+
+
+def timed(fn, repeats: int, device: torch.device) -> float:
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench(name: str, model: torch.nn.Module, x: torch.Tensor, loss_fn, repeats: int, device: torch.device) -> dict:
+    model.to(device)
+    x = x.to(device)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    def forward():
+        model.eval()
+        with torch.inference_mode(), autocast(device):
+            model(x)
+
+    def step():
+        model.train()
+        with autocast(device):
+            loss = loss_fn(model(x))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+
+    f, b = timed(forward, repeats, device), timed(step, repeats, device)
+    return {"model": name, "parameters": n, "batch": len(x), "forward": len(x) / f, "train": len(x) / b}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--configs", default="tiny,small,reference")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    configs = args.configs.split(",")
+    print(f"# {platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, device {device}")
+    print(f"Hook-Net reference: {sum(p.numel() for p in HookNet(HOOKNET['reference']).parameters()):,} "
+          f"trainable parameters (paper {PAPER_PARAMETERS:,})")
+    rows = []
+    for c in configs:
+        if c in HOOKNET:
+            target = torch.zeros(args.batch, 128)
+            target[:, 5] = 1
+            rows.append(bench(f"hooknet/{c}", HookNet(HOOKNET[c]), 0.1 * torch.randn(args.batch, 16384),
+                              lambda y: weighted_rms_loss(y, target.to(y.device), 10.0), args.repeats, device))
+        if c in CNN6:
+            labels = torch.arange(args.batch) % 5
+            rows.append(bench(f"cnn6/{c}", Cnn6(CNN6[c]), 0.1 * torch.randn(args.batch, 48000),
+                              lambda y: torch.nn.functional.nll_loss(y.float(), labels.to(y.device)), args.repeats, device))
+    print("| model/config | trainable params | batch | forward samples/s | forward+backward samples/s |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['parameters']:,} | {r['batch']} | {r['forward']:.1f} | {r['train']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
