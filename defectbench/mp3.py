@@ -150,7 +150,7 @@ def read_frames(data: bytes) -> list[Frame]:
     return frames
 
 
-def encode(audio: np.ndarray, rate: int, bitrate: int = 128, quality: int = 2) -> bytes:
+def encode(audio: np.ndarray, rate: int, bitrate: int = 128, quality: int = 3) -> bytes:
     """Encode mono float32 audio (1-D, [-1, 1]) to CBR MP3 with LAME (SPEC 1.3: 128 kbps mono).
 
     Samples are clipped to [-1, 1] and rounded to int16 (LAME's input format). Deterministic:

@@ -18,10 +18,10 @@ benchmarks/RESULTS.md "fma-mp3-glitch"): damage from MP3 frame i reaches decoded
 1152 samples (bit reservoir: frames i+1, i+2 may keep main data in frame i's bytes; filter-bank
 overlap adds one more block) and never earlier blocks. Outside that reach the same decoder on the
 same bytes is not bit-identical after a frame it reported as broken: mpg123 leaves float32
-rounding-level differences (|diff| <= 9e-8) for a while; with the floor at -80 dB per bin (about
+rounding-level differences (|diff| about 1e-7) for a while; with the floor at -80 dB per bin (about
 the per-bin power of 16-bit quantisation noise under this window) their distance stays below
 0.006 dB. Inside the reach the distance is bimodal (rounding noise around 0.001 dB, damage around
-10 dB); ``threshold_db = 0.5`` sits in the valley, 80x above the largest unreachable value, and
+10 dB); ``threshold_db = 0.5`` sits in the valley, about 90x above the largest unreachable value, and
 gives about 8 % positive frames (the paper: 8.04 %).
 """
 
@@ -47,6 +47,9 @@ class Mp3GlitchConfig(DefectConfig):
     kind: str = "mp3-glitch"
     bitrate: int = Field(default=128, gt=0)
     """kbps, CBR (the paper: 128 kbps mono)."""
+    quality: int = Field(default=3, ge=0, le=9)
+    """LAME's algorithm quality (0 best .. 9 fastest; the paper does not state it). 3 encodes about
+    twice as fast as 2 (benchmarks/RESULTS.md), and encoding is most of the recipe's time."""
     probability: float = Field(default=0.05, ge=0, le=1)
     """Per MP3 frame."""
     run_mean: float = Field(default=120.0, gt=0)
@@ -126,7 +129,7 @@ class Mp3Glitch:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         key = (rate, hashlib.sha256(audio.tobytes()).hexdigest())
         if self._cache is None or self._cache[0] != key:
-            data = mp3.encode(audio, rate, self.config.bitrate)
+            data = mp3.encode(audio, rate, self.config.bitrate, self.config.quality)
             self._cache = (key, data, mp3.read_frames(data))
         return self._cache[1], self._cache[2]
 
@@ -143,14 +146,15 @@ class Mp3Glitch:
             offset = f.header_size + int(rng.integers(0, f.payload - length + 1))
             runs.append({"frame": int(i), "offset": offset, "byte": f.offset + offset, "length": length,
                          "seed": int(rng.integers(0, 2**63))})
-        return {"bitrate": c.bitrate, "mp3_frames": len(frames), "mp3_bytes": len(data),
+        return {"bitrate": c.bitrate, "quality": c.quality, "mp3_frames": len(frames), "mp3_bytes": len(data),
                 "mp3_sha256": hashlib.sha256(data).hexdigest(), "corruptions": runs}
 
     def run(self, audio: np.ndarray, rate: int, params: dict[str, Any]) -> Outcome:
         """Apply ``params`` and compute the target; the full record behind :meth:`apply`."""
         c = self.config
-        if params["bitrate"] != c.bitrate:
-            raise DefectbenchError(f"params were drawn at {params['bitrate']} kbps, this defect encodes at {c.bitrate}")
+        if (params["bitrate"], params["quality"]) != (c.bitrate, c.quality):
+            raise DefectbenchError(f"params were drawn at {params['bitrate']} kbps quality {params['quality']}, "
+                                   f"this defect encodes at {c.bitrate} kbps quality {c.quality}")
         data, frames = self.encode(audio, rate)
         if hashlib.sha256(data).hexdigest() != params["mp3_sha256"]:
             raise DefectbenchError("the MP3 encode differs from the one the params were drawn on "
