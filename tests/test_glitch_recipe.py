@@ -66,6 +66,15 @@ def test_bad_options_are_one_clear_error(tmp_path, options, key):
         load_recipe(path)
 
 
+@pytest.mark.parametrize("rate,channels", [(22050, 1), (44100, 2)])
+def test_source_must_be_mono_mpeg1(tmp_path, rate, channels):
+    path = tmp_path / "odd.toml"
+    path.write_text('name = "x"\ndescription = "x"\npaper = "x"\npipeline = "mp3-glitch"\n'
+                    f"[source]\nrate = {rate}\nchannels = {channels}\n")
+    with pytest.raises(DefectbenchError, match="mono MPEG-1"):
+        load_recipe(path).make_pipeline()
+
+
 def test_segments_ids_and_metadata(built):
     _, pieces = built
     for item, audio, samples in pieces:

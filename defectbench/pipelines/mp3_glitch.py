@@ -20,8 +20,8 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from .. import defects
-from ..core import Item, Sample, rng_for
-from ..defects.mp3_glitch import Mp3Glitch
+from ..core import DefectbenchError, Item, Sample, rng_for
+from ..defects.mp3_glitch import MPEG1_RATES, Mp3Glitch
 from . import Pipeline, PipelineConfig, register
 
 
@@ -59,6 +59,9 @@ class Mp3GlitchPipeline(Pipeline):
 
     def __init__(self, config: Mp3GlitchPipelineConfig, rate: int, channels: int) -> None:
         super().__init__(config, rate, channels)
+        if channels != 1 or rate not in MPEG1_RATES:
+            raise DefectbenchError(f"the mp3-glitch pipeline encodes mono MPEG-1 audio: [source] channels = 1 and "
+                                   f"rate one of {MPEG1_RATES} (got {channels} channel(s) at {rate} Hz)")
         self.defect: Mp3Glitch = defects.make(config.defect)
         self.min_samples = config.segment_length
 
