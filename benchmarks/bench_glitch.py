@@ -14,7 +14,6 @@ recipe's ``threshold_db``. Prints markdown for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import resource
 import tempfile
 import time
@@ -22,6 +21,7 @@ import time
 import numpy as np
 from rich.progress import track
 
+from _results import machine  # benchmarks/_results.py (this folder is on sys.path)
 from defectbench import mp3
 from defectbench.core import rng_for
 from defectbench.defects.mp3_glitch import log_spectral_distance, reach
@@ -68,7 +68,7 @@ def main() -> None:
         list(pipe.process(p[0], p[1], 44100, 0))
 
     rows = [(fn.__name__.replace("_", " "), *timed(fn, pieces)) for fn in (encode_only, encode_decode, full_pipeline)]
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}, "
+    print(f"machine: {machine()}, "
           f"load average {' / '.join(f'{x:.1f}' for x in __import__('os').getloadavg())}; "
           f"{len(pieces)} synth pieces of 50 x {SEG} samples ({seconds:.1f} s each)\n")
     print("| stage (1 worker) | pieces/s (CPU time) | x real time | pieces/s (wall, shared machine) |\n|---|---|---|---|")
