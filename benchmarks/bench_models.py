@@ -1,6 +1,6 @@
 """Forward and forward+backward throughput of the neural detectors (samples/s), and their parameter counts.
 
-    .venv/bin/python benchmarks/bench_models.py [--batch 8] [--repeats 3] [--configs tiny,small,reference]
+    .venv/bin/python benchmarks/bench_models.py [--batch 8] [--repeats 3] [--configs tiny,small,reference] [--write]
 
 Measures on whatever device torch picks (``--device``); on this project's shared 2-core CPU machine the
 figures are noisy (other jobs run beside), so each figure is the best of ``--repeats`` timed runs after
@@ -11,10 +11,14 @@ is lent a GPU: ``--device cuda --batch 200``.
 from __future__ import annotations
 
 import argparse
-import platform
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import machine, write_section  # noqa: E402
 
 from defectbench.models.cnn6 import CONFIGURATIONS as CNN6
 from defectbench.models.cnn6 import Cnn6
@@ -64,14 +68,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default="tiny,small,reference")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
     configs = args.configs.split(",")
-    print(f"# {platform.machine()} {platform.processor() or ''} torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {device}")
-    print(f"Hook-Net reference: {sum(p.numel() for p in HookNet(HOOKNET['reference']).parameters()):,} "
-          f"trainable parameters (paper {PAPER_PARAMETERS:,})")
+    ref = sum(p.numel() for p in HookNet(HOOKNET["reference"]).parameters())
+    head = [f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}.",
+            f"`python benchmarks/bench_models.py --batch {args.batch} --repeats {args.repeats} --configs {args.configs}`;"
+            " best of the repeats after a warm-up; random input, model time only (no decoding).",
+            f"Hook-Net reference: {ref:,} trainable parameters (paper {PAPER_PARAMETERS:,}, "
+            f"{100 * (ref - PAPER_PARAMETERS) / PAPER_PARAMETERS:+.2f} %)."]
+    print("\n".join(head))
     rows = []
     for c in configs:
         if c in HOOKNET:
@@ -83,11 +91,14 @@ def main() -> None:
             labels = torch.arange(args.batch) % 5
             rows.append(bench(f"cnn6/{c}", Cnn6(CNN6[c]), 0.1 * torch.randn(args.batch, 48000),
                               lambda y: torch.nn.functional.nll_loss(y.float(), labels.to(y.device)), args.repeats, device))
-    print("| model/config | trainable params | batch | forward samples/s | forward+backward samples/s |")
-    print("|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['model']} | {r['parameters']:,} | {r['batch']} | {r['forward']:.1f} | {r['train']:.1f} |")
-
+    table = ["| model/config | trainable params | batch | forward samples/s | forward+backward samples/s |",
+             "|---|---:|---:|---:|---:|"]
+    table += [f"| {r['model']} | {r['parameters']:,} | {r['batch']} | {r['forward']:.1f} | {r['train']:.1f} |" for r in rows]
+    print("\n".join(table))
+    if args.write:
+        note = ("GPU figures (CUDA, bf16 autocast, the paper batch sizes 200 / 512) are still to be taken in a session "
+                "that is lent a GPU: `python benchmarks/bench_models.py --device cuda --batch 200 --write`.")
+        write_section(f"Neural detectors ({device.type})", "\n".join(head) + "\n\n" + "\n".join(table) + "\n\n" + note)
 
 if __name__ == "__main__":
     main()

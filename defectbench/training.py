@@ -186,6 +186,7 @@ class Recipe:
     batch_size: int
     betas: tuple[float, float] = (0.9, 0.999)
     epochs: int = 40
+    max_steps: int | None = None  # optimiser steps (CNN6: the paper's 98,000 iterations)
     eval_every: int | None = None  # iterations between evaluations; None: after every epoch
     val_fraction: float = 1.0  # fixed subset of validation used for selection
     val_min_rows: int = 100  # the subset is at least this many rows (all when fewer)
@@ -443,7 +444,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         raise DefectbenchError(f"{opts.model} is a {'/'.join(cls.tasks)} detector; {opts.dataset} is a {task} dataset")
     classes = len(manifest.get("label_names") or [0, 1])
     recipe = Recipe(**{**asdict(cls.recipe), **{k: v for k, v in {
-        "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "pos_weight": opts.pos_weight,
+        "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
     }.items() if v is not None}})
 
@@ -474,8 +475,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         if recipe.reduce_on_plateau else None
     steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
-    if opts.max_steps is not None:
-        total = min(total, opts.max_steps)
+    if recipe.max_steps is not None:
+        total = min(total, recipe.max_steps)
 
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -486,7 +487,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "format": CHECKPOINT_FORMAT, "model": cls.name, "config_name": opts.config,
         "config": asdict(det.config), "dataset": str(opts.dataset),
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
-        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "max_steps": opts.max_steps,
+        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
                   "parameters": det.parameter_count(), "torch": str(torch.__version__)},
     }

@@ -239,7 +239,7 @@ class Cnn6Detector(TorchDetector):
     config_cls = Cnn6Config
     # video paper, section 5: NLL, Adam 1e-4 (0.9, 0.999), batch 512, every 100 iterations balanced
     # accuracy on a fixed 1 % of validation, the best kept (98,000 iterations in the paper)
-    recipe = Recipe(lr=1e-4, batch_size=512, epochs=1000, eval_every=100, val_fraction=0.01,
+    recipe = Recipe(lr=1e-4, batch_size=512, epochs=1000, max_steps=98_000, eval_every=100, val_fraction=0.01,
                     metric="balanced_accuracy")
 
     @classmethod

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         dataset: Path = typer.Option(..., "--dataset", help="a dataset folder built by defectbench build"),
         config: str = typer.Option("reference", "--config", help="named configuration (see defectbench models)"),
         epochs: Optional[int] = typer.Option(None, help="epochs (default: the paper's recipe)"),
-        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after this many optimiser steps"),
+        max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after this many optimiser steps (cnn6 default: the paper's 98,000)"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="default: 200 (hooknet), 512 (cnn6)"),
         lr: Optional[float] = typer.Option(None, help="default: 1e-3 (hooknet), 1e-4 (cnn6)"),
         pos_weight: Optional[float] = typer.Option(None, "--pos-weight", help="hooknet: weight of positive frames in the RMS loss"),
