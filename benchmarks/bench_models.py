@@ -11,6 +11,7 @@ is lent a GPU: ``--device cuda --batch 200``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -74,7 +75,9 @@ def main() -> None:
     torch.manual_seed(0)
     configs = args.configs.split(",")
     ref = sum(p.numel() for p in HookNet(HOOKNET["reference"]).parameters())
-    head = [f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}.",
+    load = os.getloadavg()[0]
+    head = [f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; "
+            f"load average {load:.1f} at the start (the machine is shared: under load the figures drop several-fold).",
             f"`python benchmarks/bench_models.py --batch {args.batch} --repeats {args.repeats} --configs {args.configs}`;"
             " best of the repeats after a warm-up; random input, model time only (no decoding).",
             f"Hook-Net reference: {ref:,} trainable parameters (paper {PAPER_PARAMETERS:,}, "

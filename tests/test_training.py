@@ -196,7 +196,8 @@ def test_runner_hooks_configurations_and_from_checkpoint(clicks, tmp_path):
         confs = cls.configurations()
         assert "reference" in confs and "tiny" in confs
         det = cls(**confs["tiny"], device="cpu")
-        assert det.parameter_count() == sum(p.numel() for p in cls.build(cls.model_configs()["tiny"]).parameters())
+        built = cls.build(cls.model_configs()["tiny"])
+        assert det.parameter_count() == sum(p.numel() for p in built.parameters() if p.requires_grad)
         assert det.device == "cpu"
     train(TrainOptions(model="hooknet", dataset=str(clicks), out=str(tmp_path / "h"), config="tiny", max_steps=1,
                        batch_size=4, progress=False), log=lambda s: None)
