@@ -272,12 +272,12 @@ class TorchDetector(Detector):
         raise NotImplementedError
 
     def __init__(self, checkpoint: str | Path | None = None, config: str = "reference", device: str = "auto",
-                 batch_size: int = 64, **options: Any) -> None:
+                 batch_size: int | None = None, **options: Any) -> None:
         super().__init__(checkpoint=None if checkpoint is None else str(checkpoint), config=config, device=device,
                          batch_size=batch_size, **options)
         self.torch_device = resolve_device(device)
         self.device = self.device_name(self.torch_device)  # a string, as the result file records it
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (256 if self.torch_device.type == "cuda" else 64)  # rows per forward
         self.checkpoint = None
         if checkpoint is not None:
             ckpt = load_checkpoint(checkpoint)

@@ -144,3 +144,11 @@ def test_detector_rejects_other_rates_and_scores_probabilities():
     assert p.shape == (1, 5) and abs(p.sum() - 1) < 1e-5
     with pytest.raises(DefectbenchError, match="48000"):
         det.predict([{"id": "b", "rate": 44100, "audio": np.zeros(44100, np.float32)}])
+
+
+def test_init_from_an_official_checkpoint_file(tmp_path):
+    state = fake_official_checkpoint(tmp_path / "Cnn6_mAP=0.343.pth", seed=2)
+    det = Cnn6Detector(device="cpu")
+    det.load_init(tmp_path / "Cnn6_mAP=0.343.pth")
+    assert torch.equal(det.model.conv_block4.conv1.weight.detach(), state["conv_block4.conv1.weight"])
+    assert torch.equal(det.model.logmel_extractor.melW.detach(), state["logmel_extractor.melW"])
