@@ -126,8 +126,6 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     used = 0
     try:
         for n, item in enumerate(task.items):
-            if n == 1:
-                _maybe_die(task.name)  # test hook, after one item went into the .tmp file
             try:
                 audio, rate = item.load()
                 audio = prepare(audio, rate, recipe, pipeline.min_samples)
@@ -146,6 +144,8 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
                                 "reason": f"processing failed: {type(exc).__name__}: {exc}"})
             if on_item:
                 on_item()
+            if n == 0:
+                _maybe_die(task.name)  # test hook: dies with one item in the .tmp file
         writer.close()
     except BaseException:
         writer.writer.close()
