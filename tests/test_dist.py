@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from defectbench.core import DefectbenchError
@@ -153,3 +154,69 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "--num-shards and --shard-index go together" in r.stderr
     r = cli("build", "fma-clicks", "--out", str(tmp_path / "x"), "--num-shards", "2", "--shard-index", "2")
     assert r.returncode == 2 and "--shard-index must be in 0..1" in r.stderr
+
+
+DDP_SCRIPT = '''
+import json, sys
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+from defectbench import distributed as D
+
+out = sys.argv[1]
+ctx = D.init(device="cpu")
+torch.manual_seed(0)
+g = torch.Generator().manual_seed(1)
+x = torch.randn(40, 8, generator=g)
+y = (x @ torch.randn(8, 1, generator=g) > 0).float()
+data = TensorDataset(x, y)
+model = D.wrap_model(torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)), ctx)
+opt = torch.optim.SGD(model.parameters(), lr=0.5)
+loader = D.train_loader(data, 8, ctx, seed=3)
+losses = []
+for epoch in range(3):
+    D.set_epoch(loader, epoch)
+    for xb, yb in loader:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(D.mean_over_ranks(loss.item(), ctx))
+wrote = D.save_on_main(D.unwrap(model).state_dict(), out + "/model.pt", ctx)
+with torch.no_grad():
+    local = np.concatenate([model(xb).numpy()[:, 0] for xb, _ in D.score_loader(data, 6, ctx)])
+scores = D.gather_in_order(local, len(data), ctx)
+params = torch.cat([p.detach().flatten() for p in D.unwrap(model).parameters()]).tolist()
+json.dump({"rank": ctx.rank, "world": ctx.world_size, "wrote": wrote, "params": params, "losses": losses,
+           "n_local": len(local), "scores": scores.tolist()}, open(f"{out}/rank{ctx.rank}.json", "w"))
+D.cleanup(ctx)
+'''
+
+
+def test_ddp_on_two_cpu_processes_trains_the_one_process_model(tmp_path):
+    """torchrun, 2 processes, gloo: DDP + DistributedSampler with a global batch of 8 give the parameters
+    of one process training on the same global batches; rank 0 alone saves; scores come back in order."""
+    import torch
+
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    subprocess.run([sys.executable, str(script), str(one)], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                    str(script), str(two)], check=True, env=env, timeout=240, capture_output=True)
+    ref = json.loads((one / "rank0.json").read_text())
+    ranks = [json.loads((two / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ref["world"] == 1 and [r["world"] for r in ranks] == [2, 2]
+    assert [r["wrote"] for r in ranks] == [True, False] and (two / "model.pt").is_file()
+    assert ranks[0]["params"] == ranks[1]["params"]  # DDP keeps the replicas identical
+    assert len(ranks[0]["losses"]) == len(ref["losses"]) == 3 * 5  # 40 rows / global batch 8, 3 epochs
+    assert np.mean(ref["losses"][-5:]) < np.mean(ref["losses"][:5])  # it did learn something
+    np.testing.assert_allclose(ranks[0]["params"], ref["params"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ranks[0]["losses"], ref["losses"], rtol=1e-5, atol=1e-6)
+    assert [r["n_local"] for r in ranks] == [20, 20]  # every row scored once, no padding
+    np.testing.assert_allclose(ranks[0]["scores"], ranks[1]["scores"])
+    np.testing.assert_allclose(ranks[0]["scores"], ref["scores"], rtol=1e-5, atol=1e-6)
+    state = torch.load(two / "model.pt")
+    np.testing.assert_allclose(torch.cat([v.flatten() for v in state.values()]).tolist(), ranks[0]["params"])
