@@ -53,9 +53,14 @@ def open_executor(kind: str = "process", workers: int = 1, scheduler: str | None
         except (OSError, TimeoutError) as exc:
             raise DefectbenchError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     else:
-        # One thread per worker: a shard is CPU-bound Python/numpy work, like one pool process.
-        cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        # One thread per worker: a shard is CPU-bound Python/numpy work, like one pool process. The
+        # workers' statistical profiler (a stack sample every 10 ms) fights the shard for the GIL:
+        # off, a 2-worker build ran ~35 % faster (benchmarks/RESULTS.md, "Dask vs process pool").
+        import dask
+
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=max(1, workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
         client = Client(cluster)
     try:
         # pure=False: a shard is a side-effecting task (it writes files), never deduplicated by key.
