@@ -13,7 +13,7 @@ import typer
 from typer.exceptions import Abort
 from typer._click.exceptions import ClickException
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__
 from .core import SPLITS, DefectbenchError
@@ -21,7 +21,7 @@ from .core import SPLITS, DefectbenchError
 app = typer.Typer(help="defectbench: reproducible audio-defect datasets and a benchmark for defect detectors.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
 
 @app.callback()
@@ -36,7 +36,8 @@ def recipes_cmd() -> None:
     """List the recipes with a one-line description and the paper section each follows."""
     from .recipe import load_recipe, recipe_files
 
-    table = Table("recipe", "pipeline", "default source", "description", "paper")
+    table = Table("pipeline", "default source", "description", "paper")
+    table.columns.insert(0, Column("recipe", no_wrap=True))
     for name in sorted(recipe_files()):
         r = load_recipe(name)
         table.add_row(r.name, r.pipeline, r.source.default, r.description, r.paper)
