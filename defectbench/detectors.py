@@ -49,6 +49,16 @@ class Detector:
         """Processes ``predict`` may use (set by the runner from ``--workers``); classical detectors
         with a process pool honour it, neural ones may ignore it."""
 
+    @classmethod
+    def from_checkpoint(cls, path: str, **options: Any) -> "Detector":
+        """A detector restored from a checkpoint file (``defectbench run --checkpoint PATH``).
+
+        Detectors with weights override it; the default says there is nothing to load.
+        """
+        from .core import DefectbenchError
+
+        raise DefectbenchError(f"detector {cls.name!r} has no checkpoints to load")
+
     def fit(self, train: Iterable[dict], validation: Iterable[dict]) -> None:
         """Fit whatever the detector learns (classical baselines: decision thresholds). Default: nothing."""
 
