@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from _scoring_data import fma_clicks, sigclick_result
+from _scoring_data import sigclick_result
 from defectbench.core import DefectbenchError
 from defectbench.results import (
     MulticlassMetrics,
@@ -23,14 +23,14 @@ from defectbench.results import (
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return fma_clicks(tmp_path_factory)
+def dataset(clicks_dataset):
+    return clicks_dataset
 
 
 @pytest.fixture()
-def copy(tmp_path_factory, tmp_path):
+def copy(tmp_path_factory, tmp_path, dataset):
     """A private copy of the SigClick result folder, free to tamper with."""
-    src = sigclick_result(tmp_path_factory)
+    src = sigclick_result(tmp_path_factory, dataset)
     dst = tmp_path / "fma-clicks"
     shutil.copytree(src.parent, dst)
     return dst / src.name

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from _scoring_data import fma_clicks, sigclick_result
+from _scoring_data import sigclick_result
 from defectbench import metrics as M
 from defectbench.baselines.sigclick import SigClick
 from defectbench.core import DefectbenchError
@@ -20,13 +20,13 @@ from defectbench.runner import best_score_threshold, run
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    return fma_clicks(tmp_path_factory)
+def dataset(clicks_dataset):
+    return clicks_dataset
 
 
 @pytest.fixture(scope="module")
-def result_path(tmp_path_factory):
-    return sigclick_result(tmp_path_factory)
+def result_path(tmp_path_factory, dataset):
+    return sigclick_result(tmp_path_factory, dataset)
 
 
 def ids_of(dataset, split):
