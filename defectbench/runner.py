@@ -80,6 +80,25 @@ def batched(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
+def prefetched(batches: Iterable[list[dict]]) -> Iterator[list[dict]]:
+    """Read the next batch in a thread while the current one is scored.
+
+    Reading (parquet, WAV decoding) then overlaps with ``predict`` wherever ``predict`` waits
+    (a detector's process pool, a GPU); measured in benchmarks/bench_sigclick.py.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    iterator = iter(batches)
+    with ThreadPoolExecutor(1, thread_name_prefix="defectbench-read") as reader:
+        pending = reader.submit(next, iterator, None)
+        while True:
+            batch = pending.result()
+            if batch is None:
+                return
+            pending = reader.submit(next, iterator, None)
+            yield batch
+
+
 def _progress(enabled: bool):
     from .progress import make_progress
 
@@ -113,7 +132,7 @@ def choose_on_grid(detector: Detector, validation: Rows, criterion: str, progres
     counts = np.zeros((len(grid), 4), dtype=np.int64)
     n = 0
     task = progress.add_task(f"{detector.name}: validation sweep", total=len(validation))
-    for batch in batched(validation, detector.batch_size):
+    for batch in prefetched(batched(validation, detector.batch_size)):
         scores = np.asarray(detector.predict_grid(batch), dtype=np.float32)
         if scores.shape[0] != len(grid):
             raise DefectbenchError(f"detector {detector.name!r}: predict_grid gave {scores.shape[0]} thresholds, not {len(grid)}")
@@ -166,7 +185,7 @@ def best_score_threshold(targets: np.ndarray, scores: np.ndarray, criterion: str
 def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progress) -> Threshold:
     targets, scores = [], []
     task = progress.add_task(f"{detector.name}: validation", total=len(validation))
-    for batch in batched(validation, detector.batch_size):
+    for batch in prefetched(batched(validation, detector.batch_size)):
         scores.append(_check_scores(detector.predict(batch), batch, "framewise", 0, detector.name))
         targets.append(np.stack([r["target"] for r in batch]))
         progress.advance(task, len(batch))
@@ -316,7 +335,7 @@ def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress):
     predict_seconds = 0.0
     bar = progress.add_task(f"{detector.name}: {rows.split}", total=len(rows))
     start = time.perf_counter()
-    for batch in batched(rows, detector.batch_size):
+    for batch in prefetched(batched(rows, detector.batch_size)):
         t0 = time.perf_counter()
         s = detector.predict(batch)
         predict_seconds += time.perf_counter() - t0
