@@ -33,5 +33,57 @@ def publish_cmd(
                       f"({len(plan.files)} files, fingerprint {plan.fingerprint})", highlight=False)
 
 
+
+
+def leaderboard_cmd(
+    root: Path = typer.Option(Path("leaderboard"), help="The leaderboard folder (submissions/, fingerprints.json)."),
+    datasets_dir: Path = typer.Option(Path("datasets"), help="Where local dataset builds are (to recompute metrics)."),
+    build_missing: bool = typer.Option(False, "--build-missing", help="Build the reference datasets of fingerprints.json that are not built yet."),
+    record: list[Path] = typer.Option([], "--record", help="Add a local build to fingerprints.json as a reference build (repeatable)."),
+    namespace: str = typer.Option("defectbench", help="Hub namespace of the benchmark datasets in the .eval_results export."),
+    quiet: bool = typer.Option(False, help="No progress bar while building missing datasets."),
+) -> None:
+    """Validate every submission, rank them, write README.md, index.html and the Hub eval-results export.
+
+    Exit status 1 when any submission is rejected (the board is still written, listing each with its reason).
+    """
+    from .. import leaderboard as L
+
+    for dataset in record:
+        b = L.record_fingerprint(root, dataset)
+        console.print(f"recorded {b.recipe} ({b.describe()}) in {root / L.FINGERPRINTS}", highlight=False)
+    if build_missing:
+        for out in L.build_missing(root, datasets_dir, progress=not quiet):
+            console.print(f"built reference dataset {out}", highlight=False)
+    board = L.collect(root, datasets_dir)
+    written = L.write(board, namespace)
+    for task, builds in board.groups().items():
+        for entries in builds.values():
+            console.print(f"{task}: " + ", ".join(f"{L._rank_text(e)}. {e.name} ({e.primary} {e.value:.4g})"
+                                                  if e.value is not None else f"{L._rank_text(e)}. {e.name}"
+                                                  for e in entries), highlight=False)
+    for r in board.rejected:
+        console.print(f"[red]rejected[/] {r.task}/{r.name}: {r.reason}", highlight=False)
+    console.print(f"{len(board.entries)} valid, {len(board.rejected)} rejected; wrote {written[0]} and {written[1]} "
+                  f"(+{len(written) - 2} eval-results files)", highlight=False)
+    if board.rejected:
+        raise typer.Exit(1)
+
+
+def submit_cmd(
+    result: Path = typer.Argument(..., help="A result file written by `defectbench run`."),
+    name: str = typer.Option(..., help="Submission name (folder under leaderboard/submissions/<recipe>/)."),
+    root: Path = typer.Option(Path("leaderboard"), help="The leaderboard folder."),
+    overwrite: bool = typer.Option(False, help="Replace an existing submission of that name."),
+) -> None:
+    """Copy a result with its predictions and plots into the leaderboard's submissions."""
+    from .. import leaderboard as L
+
+    folder = L.submit(result, name, root, overwrite)
+    console.print(f"submitted {folder}; run `defectbench leaderboard` to validate and render", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("publish")(publish_cmd)
+    app.command("leaderboard")(leaderboard_cmd)
+    app.command("submit")(submit_cmd)
