@@ -246,7 +246,7 @@ def read_predictions(path: Path) -> tuple[list[str], np.ndarray]:
     table = pq.read_table(path)
     scores = table.column("scores").combine_chunks()
     width = scores.type.list_size
-    return table.column("id").to_pylist(), scores.flatten().to_numpy().reshape(-1, width)
+    return table.column("id").to_pylist(), np.array(scores.flatten().to_numpy().reshape(-1, width))
 
 
 def file_sha256(path: Path) -> str:

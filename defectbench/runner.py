@@ -80,13 +80,10 @@ def batched(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
         yield batch
 
 
-def _progress(enabled: bool, console: Console | None):
+def _progress(enabled: bool):
     from .progress import make_progress
 
-    progress = make_progress("segments", enabled)
-    if console is not None:
-        progress.console = console
-    return progress
+    return make_progress("segments", enabled)
 
 
 def _check_scores(scores: np.ndarray, batch: list[dict], task: str, n_classes: int, name: str) -> np.ndarray:
@@ -246,7 +243,7 @@ def run(
         console.print("[yellow]scoring the validation split: the threshold is chosen on the same rows[/]")
 
     try:
-        with _progress(show_progress, console) as progress:
+        with _progress(show_progress) as progress:
             detector.fit(Rows(dataset, "train"), Rows(dataset, "validation"))
             if task == "framewise":
                 if detector.threshold_grid:
@@ -283,7 +280,7 @@ def run(
         task=task,
         dataset=DatasetInfo(
             path=str(dataset),
-            recipe=str(manifest.get("recipe", "")),
+            recipe=_recipe_name(manifest),
             fingerprint=str(manifest.get("fingerprint", "")),
             task=task,
             split=split,
@@ -307,6 +304,11 @@ def run(
     result.write(out)
     print_result(result, console, out)
     return result
+
+
+def _recipe_name(manifest: dict) -> str:
+    recipe = manifest.get("recipe", "")
+    return str(recipe.get("name", "")) if isinstance(recipe, dict) else str(recipe)
 
 
 def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress):
