@@ -475,7 +475,7 @@ def _rank_text(e: Entry) -> str:
 
 
 def _params(n: int) -> str:
-    return "–" if not n else (f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n))
+    return "0" if not n else (f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n))
 
 
 def _threshold(e: Entry) -> str:
@@ -708,8 +708,7 @@ def eval_results(e: Entry, namespace: str = "defectbench") -> tuple[list[dict[st
                          dataset_name=f"defectbench {e.task}", dataset_split=r.dataset.split,
                          dataset_revision=r.dataset.fingerprint, metric_type=k,
                          metric_name=k.replace("_", " ") + (" (%)" if r.task == "framewise" else ""),
-                         metric_value=round(float(getattr(r.metrics, k)), 6),
-                         source_name="defectbench leaderboard")
+                         metric_value=round(float(getattr(r.metrics, k)), 6))
               for k in keys if getattr(r.metrics, k) is not None]
     return eval_result_entries_to_yaml(entries), eval_results_to_model_index(r.model.name, legacy)
 
