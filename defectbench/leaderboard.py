@@ -79,7 +79,7 @@ class Build:
     limit: int | None
     fingerprint: str
     origin: str
-    """"local build" or "fingerprints.json"."""
+    """Where the board knows it from: "local build", "reference build" or "reference build, built here"."""
     path: Path | None = None
     """The local dataset folder, where one is built (needed to recompute metrics)."""
     test_samples: int | None = None
@@ -101,7 +101,7 @@ def read_fingerprints(root: Path) -> list[Build]:
     try:
         data = json.loads(path.read_text())
         return [Build(recipe=b["recipe"], source=b["source"], seed=int(b["seed"]), limit=b.get("limit"),
-                      fingerprint=b["fingerprint"], origin=FINGERPRINTS, test_samples=b.get("test_samples"))
+                      fingerprint=b["fingerprint"], origin="reference build", test_samples=b.get("test_samples"))
                 for b in data["builds"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise DefectbenchError(f"{path} is malformed ({type(exc).__name__}: {exc}); it lists the reference builds") from None
@@ -127,7 +127,7 @@ def record_fingerprint(root: Path, dataset: Path) -> Build:
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n")
     return Build(recipe=entry["recipe"], source=entry["source"], seed=entry["seed"], limit=entry["limit"],
-                 fingerprint=entry["fingerprint"], origin=FINGERPRINTS, path=Path(dataset),
+                 fingerprint=entry["fingerprint"], origin="reference build", path=Path(dataset),
                  test_samples=entry["test_samples"])
 
 
@@ -162,29 +162,47 @@ def known_builds(root: Path, datasets_dir: Path | None) -> dict[str, Build]:
     for b in local_builds(datasets_dir):
         listed = out.get(b.fingerprint)
         if listed is not None:
-            b.origin = f"{FINGERPRINTS} (built locally)"
+            b.origin = "reference build, built here"
         out[b.fingerprint] = b
     return out
 
 
-def build_missing(root: Path, datasets_dir: Path, progress: bool = True) -> list[Path]:
-    """Build every reference build of ``fingerprints.json`` that has no local folder yet."""
+def build_missing(root: Path, datasets_dir: Path, progress: bool = True,
+                  only: set[str] | None = None) -> tuple[list[Path], list[str]]:
+    """Build the reference builds of ``fingerprints.json`` (those in ``only``, if given) that have no
+    local folder yet. Returns (folders built, one line per build that failed or came out different);
+    a failure does not stop the others (an FMA reference needs the FMA copy; synth ones always build)."""
     from .engine import build
 
     have = {b.fingerprint for b in local_builds(datasets_dir)}
-    built = []
+    built, problems = [], []
     for ref in read_fingerprints(root):
-        if ref.fingerprint in have:
+        if ref.fingerprint in have or (only is not None and ref.fingerprint not in only):
             continue
         out = datasets_dir / f"{ref.recipe}--{ref.source.replace(':', '_').replace('/', '_')}--seed{ref.seed}" \
                              f"--limit{ref.limit or 'all'}"
-        result = build(ref.recipe, ref.source, out, seed=ref.seed, limit=ref.limit, overwrite=True, progress=progress)
+        try:
+            result = build(ref.recipe, ref.source, out, seed=ref.seed, limit=ref.limit, overwrite=True, progress=progress)
+        except DefectbenchError as exc:
+            problems.append(f"cannot build the reference `{ref.command()}`: {exc}")
+            continue
         if result.manifest["fingerprint"] != ref.fingerprint:
-            raise DefectbenchError(f"`{ref.command()}` gave fingerprint {result.manifest['fingerprint'][:16]}, "
-                                   f"{FINGERPRINTS} says {ref.fingerprint[:16]}: the engine or recipe changed since "
-                                   "the reference was recorded; re-record it with `defectbench leaderboard --record`")
+            problems.append(f"`{ref.command()}` gave fingerprint {result.manifest['fingerprint'][:16]}, {FINGERPRINTS} "
+                            f"says {ref.fingerprint[:16]}: the engine or recipe changed since the reference was "
+                            "recorded; re-run leaderboard/make_reference.sh")
         built.append(out)
-    return built
+    return built, problems
+
+
+def wanted_fingerprints(root: Path) -> set[str]:
+    """Dataset fingerprints that the submissions' result files name (read as plain JSON, unvalidated)."""
+    out = set()
+    for path in (root / "submissions").glob(f"*/*/{RESULT}"):
+        try:
+            out.add(str(json.loads(path.read_text())["dataset"]["fingerprint"]))
+        except (ValueError, KeyError, TypeError, OSError):
+            continue  # validation will say what is wrong with it
+    return out
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -367,7 +385,7 @@ def validate(folder: Path, task: str, builds: dict[str, Build]) -> Entry:
         raise Rejected("the predictions hold non-finite scores")
     if build.path is None:
         raise Rejected(f"cannot recompute the metrics: dataset {result.dataset.fingerprint[:16]}... is a reference "
-                       f"build not built here; run `{build.command()}` or `defectbench leaderboard --build-missing`")
+                       f"build not built here; run `{build.command()}` or `defectbench leaderboard` without --no-build-missing")
     diffs, intervals = recompute(result, build.path, ids, scores)
     if diffs:
         raise Rejected("stated figures differ from the predictions: " + "; ".join(diffs))
@@ -559,7 +577,8 @@ recomputed from its predictions against the dataset's own targets. Tables are pe
 build: figures measured on different data are not compared. Rank: 1 + the number of entries whose
 95 % bootstrap interval (over source pieces/videos) lies entirely above; `=` marks a tie (overlapping
 intervals). Submit: `defectbench submit results/<dataset>/<model>.json --name NAME`, then
-`defectbench leaderboard`; `index.html` beside this file has the same tables, sortable, with the plots."""
+`defectbench leaderboard` (which first builds any reference dataset named in `fingerprints.json` that
+is not built yet, to recompute against it); `index.html` beside this file has the same tables, sortable, with the plots."""
 
 
 def render_markdown(board: Board) -> str:
@@ -572,7 +591,7 @@ def render_markdown(board: Board) -> str:
         for fingerprint, entries in builds.items():
             kind = _task_kind(entries)
             b = entries[0].build
-            lines += [f"Measured on the test split of {b.describe()} ({b.origin}). Primary metric: "
+            lines += [f"Measured on the test split of {b.describe()}; {b.origin}. Primary metric: "
                       f"{PRIMARY_LABEL[PRIMARY[kind]]}.", ""]
             cols = [c for c in columns(kind)]
             lines.append("| " + " | ".join(h for _, h in cols) + " |")
@@ -651,8 +670,8 @@ def render_html(board: Board) -> str:
         for b_index, (fingerprint, entries) in enumerate(builds.items()):
             kind = _task_kind(entries)
             b = entries[0].build
-            out.append(f"<p class=\"measured\">Measured on the test split of {esc(b.describe().replace('`', ''))} "
-                       f"({esc(b.origin)}). Primary metric: {esc(PRIMARY_LABEL[PRIMARY[kind]])}.</p>")
+            out.append(f"<p class=\"measured\">Measured on the test split of {esc(b.describe().replace('`', ''))}; "
+                       f"{esc(b.origin)}. Primary metric: {esc(PRIMARY_LABEL[PRIMARY[kind]])}.</p>")
             cols = columns(kind)
             out.append(f'<table class="board" id="board-{esc(task)}-{b_index}" data-task="{esc(task)}" '
                        f'data-fingerprint="{esc(fingerprint)}"><thead><tr>')

@@ -233,10 +233,25 @@ def test_a_reference_fingerprint_needs_its_build_and_build_missing_makes_it(tmp_
     empty.mkdir()
     reason = _only_rejection(L.collect(root, empty), "peakdiff")
     assert "is a reference build not built here; run `defectbench build fma-clicks --source synth --seed 0 --limit 2`" in reason
-    built = L.build_missing(root, empty, progress=False)
-    assert len(built) == 1
+    assert L.build_missing(root, empty, progress=False, only={"1" * 64}) == ([], [])  # not wanted: not built
+    built, problems = L.build_missing(root, empty, progress=False, only=L.wanted_fingerprints(root))
+    assert len(built) == 1 and problems == []
     board = L.collect(root, empty)
-    assert board.rejected == [] and board.entries[0].build.origin == "fingerprints.json (built locally)"
+    assert board.rejected == [] and board.entries[0].build.origin == "reference build, built here"
+
+
+def test_a_stale_reference_fingerprint_is_reported(tmp_path, datasets, results):
+    root = fresh_board(tmp_path, results, ["peakdiff"])
+    L.record_fingerprint(root, datasets / "fma-clicks")
+    doc = json.loads((root / L.FINGERPRINTS).read_text())
+    doc["builds"][0]["fingerprint"] = "2" * 64  # as if the engine had changed since it was recorded
+    (root / L.FINGERPRINTS).write_text(json.dumps(doc))
+    empty = tmp_path / "no-datasets"
+    built, problems = L.build_missing(root, empty, progress=False)
+    assert len(built) == 1
+    assert problems == ["`defectbench build fma-clicks --source synth --seed 0 --limit 2` gave fingerprint "
+                        f"{L.local_builds(empty)[0].fingerprint[:16]}, fingerprints.json says 2222222222222222: the "
+                        "engine or recipe changed since the reference was recorded; re-run leaderboard/make_reference.sh"]
 
 
 def test_untrusted_text_is_escaped_in_the_page(tmp_path, datasets, results):
@@ -254,7 +269,7 @@ def test_untrusted_text_is_escaped_in_the_page(tmp_path, datasets, results):
 
 def test_cli_exit_status_and_reasons(tmp_path, datasets, results, monkeypatch):
     root = fresh_board(tmp_path, results, ["energy", "peakdiff"])
-    args = ["leaderboard", "--root", str(root), "--datasets-dir", str(datasets)]
+    args = ["leaderboard", "--root", str(root), "--datasets-dir", str(datasets), "--no-build-missing"]
     ok = CliRunner().invoke(_app(), args)
     assert ok.exit_code == 0, ok.output
     assert "2 valid, 0 rejected" in ok.output and "1. peakdiff" in ok.output

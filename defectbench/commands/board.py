@@ -38,7 +38,8 @@ def publish_cmd(
 def leaderboard_cmd(
     root: Path = typer.Option(Path("leaderboard"), help="The leaderboard folder (submissions/, fingerprints.json)."),
     datasets_dir: Path = typer.Option(Path("datasets"), help="Where local dataset builds are (to recompute metrics)."),
-    build_missing: bool = typer.Option(False, "--build-missing", help="Build the reference datasets of fingerprints.json that are not built yet."),
+    build_missing: bool = typer.Option(True, "--build-missing/--no-build-missing",
+                                       help="Build the reference datasets (fingerprints.json) that submissions use and that are not built yet."),
     record: list[Path] = typer.Option([], "--record", help="Add a local build to fingerprints.json as a reference build (repeatable)."),
     namespace: str = typer.Option("defectbench", help="Hub namespace of the benchmark datasets in the .eval_results export."),
     quiet: bool = typer.Option(False, help="No progress bar while building missing datasets."),
@@ -53,8 +54,11 @@ def leaderboard_cmd(
         b = L.record_fingerprint(root, dataset)
         console.print(f"recorded {b.recipe} ({b.describe()}) in {root / L.FINGERPRINTS}", highlight=False)
     if build_missing:
-        for out in L.build_missing(root, datasets_dir, progress=not quiet):
+        built, problems = L.build_missing(root, datasets_dir, progress=not quiet, only=L.wanted_fingerprints(root))
+        for out in built:
             console.print(f"built reference dataset {out}", highlight=False)
+        for line in problems:
+            console.print(f"[yellow]warning:[/] {line}", highlight=False)
     board = L.collect(root, datasets_dir)
     written = L.write(board, namespace)
     for task, builds in board.groups().items():
