@@ -103,7 +103,6 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     out_dir = Path(task.out_dir)
     tmp = out_dir / f".{task.name}.{os.getpid()}.tmp"
     writer = ShardWriter(tmp, task.schema)
-    hashes: list[str] = []
     labels: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     used = 0
@@ -112,12 +111,12 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
             try:
                 audio, rate = item.load()
                 audio = prepare(audio, rate, recipe, pipeline.min_samples)
-                n_before = len(hashes)
+                n_before = sum(labels.values())
                 for sample in pipeline.process(item, audio, recipe.source.rate, task.seed):
+                    sample.meta.setdefault("split", item.split)
                     writer.add(sample)
-                    hashes.append(sample.content_hash())
                     labels[str(sample.label)] = labels.get(str(sample.label), 0) + 1
-                if len(hashes) == n_before:
+                if sum(labels.values()) == n_before:
                     raise SkipItem("gave no samples")
                 used += 1
             except SkipItem as exc:
@@ -133,7 +132,7 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
         tmp.unlink(missing_ok=True)
         raise
     summary = {"name": task.name, "split": task.split, "index": task.index, "rows": writer.count,
-               "items": used, "hashes": hashes, "labels": labels, "skipped": skipped,
+               "items": used, "hashes": writer.hashes, "labels": labels, "skipped": skipped,
                "counters": pipeline.counters}
     tmp.rename(out_dir / f"{task.name}.parquet")
     json_tmp = out_dir / f".{task.name}.json.tmp"
