@@ -21,7 +21,7 @@ predictions altered, its dataset rebuilt differently) drops out with its reason:
 2. every path inside it (predictions, plots) stays inside its own folder;
 3. it is filed under the recipe it was scored on, on the test split;
 4. its dataset fingerprint is one the recipe produces: a local build's manifest (built from the
-   current recipe file) or a reference build in ``fingerprints.json``;
+   current recipe file) or a reference build in ``fingerprints.json`` (recorded with ``--record``);
 5. the predictions file is there, unaltered (SHA-256), with one row per test sample, in the
    dataset's order;
 6. every headline figure is recomputed from the predictions against the dataset's own targets with
@@ -131,8 +131,9 @@ def record_fingerprint(root: Path, dataset: Path) -> Build:
                  test_samples=entry["test_samples"])
 
 
-def local_builds(datasets_dir: Path | None) -> list[Build]:
-    """Built dataset folders under ``datasets_dir`` (one or two levels deep)."""
+def local_builds(datasets_dir: Path | None, references: set[str] = frozenset()) -> list[Build]:
+    """Built dataset folders under ``datasets_dir`` (one or two levels deep) that the board accepts:
+    built from the current recipe file, or with a fingerprint listed in ``references``."""
     if datasets_dir is None or not datasets_dir.is_dir():
         return []
     from .recipe import load_recipe
@@ -142,12 +143,13 @@ def local_builds(datasets_dir: Path | None) -> list[Build]:
         try:
             m = json.loads(manifest.read_text())
             recipe = m["recipe"]["name"]
-            try:
-                current = load_recipe(recipe).sha256
-            except DefectbenchError:
-                continue  # a recipe this checkout does not have
-            if m["recipe"]["sha256"] != current:
-                continue  # built from another version of the recipe file: not what the recipe produces now
+            if m["fingerprint"] not in references:
+                try:
+                    current = load_recipe(recipe).sha256
+                except DefectbenchError:
+                    continue  # a recipe this checkout does not have
+                if m["recipe"]["sha256"] != current:
+                    continue  # built from another version of the recipe file: not what the recipe produces now
             builds.append(Build(recipe=recipe, source=m["source"]["spec"], seed=int(m["seed"]), limit=m.get("limit"),
                                 fingerprint=m["fingerprint"], origin="local build", path=manifest.parent,
                                 test_samples=m["splits"].get(SPLIT, {}).get("samples")))
@@ -159,7 +161,7 @@ def local_builds(datasets_dir: Path | None) -> list[Build]:
 def known_builds(root: Path, datasets_dir: Path | None) -> dict[str, Build]:
     """Fingerprint -> build; a local build (which can be recomputed against) wins over a listed one."""
     out: dict[str, Build] = {b.fingerprint: b for b in read_fingerprints(root)}
-    for b in local_builds(datasets_dir):
+    for b in local_builds(datasets_dir, set(out)):
         listed = out.get(b.fingerprint)
         if listed is not None:
             b.origin = "reference build, built here"
@@ -174,9 +176,10 @@ def build_missing(root: Path, datasets_dir: Path, progress: bool = True,
     a failure does not stop the others (an FMA reference needs the FMA copy; synth ones always build)."""
     from .engine import build
 
-    have = {b.fingerprint for b in local_builds(datasets_dir)}
+    refs = read_fingerprints(root)
+    have = {b.fingerprint for b in local_builds(datasets_dir, {r.fingerprint for r in refs})}
     built, problems = [], []
-    for ref in read_fingerprints(root):
+    for ref in refs:
         if ref.fingerprint in have or (only is not None and ref.fingerprint not in only):
             continue
         out = datasets_dir / f"{ref.recipe}--{ref.source.replace(':', '_').replace('/', '_')}--seed{ref.seed}" \
@@ -539,10 +542,10 @@ def cell(e: Entry, key: str) -> tuple[str, float | str | None]:
         v = getattr(m, key)
         return _num(v, d), v
     if key == "weakest":
-        recalls = [(v, k) for k, v in m.per_class_recall.items() if v is not None]
+        recalls = [(k, v) for k, v in m.per_class_recall.items() if v is not None]
         if not recalls:
             return "–", None
-        v, k = min(recalls)
+        k, v = min(recalls, key=lambda kv: kv[1])  # ties: the first class in label order
         return f"{v:.4f} ({k})", v
     if key == "threshold":
         return _threshold(e), r.threshold.value

@@ -300,3 +300,48 @@ def test_eval_results_export_parses_back(tmp_path, datasets, results):
     got = {e.metric_type: e.metric_value for e in evals}
     assert got == pytest.approx({k: getattr(stated, k) for k in ("f1", "precision", "recall", "average_precision", "accuracy")}, abs=1e-6)
     assert {e.dataset_revision for e in evals} == {load(results["peakdiff"]).dataset.fingerprint}
+
+
+# ------------------------------------------------------------------------------- the 5-way task ---
+
+
+def test_five_way_results_rank_by_balanced_accuracy(tmp_path, tmp_path_factory):
+    from _board_data import five_way_data
+
+    datasets, results = five_way_data(tmp_path_factory)
+    root = fresh_board(tmp_path, results)
+    # a hand-written dataset of no shipped recipe: accepted only once recorded as a reference build
+    reason = _only_rejection(L.collect(root, datasets), "level")
+    assert reason.startswith("unknown dataset fingerprint") and "for toy-5way" in reason
+    L.record_fingerprint(root, datasets / "toy-5way")
+    board = L.collect(root, datasets)
+    assert board.rejected == []
+    by = {e.name: e for e in board.entries}
+    stated = {n: load(p).metrics for n, p in results.items()}
+    assert by["always"].value == pytest.approx(0.2)  # one class of five always right
+    assert by["level"].value == pytest.approx(stated["level"].balanced_accuracy) and by["level"].value > 0.5
+    assert by["level"].primary == "balanced_accuracy" and by["level"].rank == 1 and by["always"].rank == 2
+    readme = L.render_markdown(board)
+    assert "balanced accuracy [95 % CI]" in readme and "weakest class recall" in readme
+    recalls = stated["level"].per_class_recall
+    weakest = next(k for k in recalls if recalls[k] == min(recalls.values()))
+    assert f"{recalls[weakest]:.4f} ({weakest})" in readme
+    assert "0.0000 (hum)" in readme  # "always" never says hum (nor hiss, ...): the first such class is named
+
+
+def test_five_way_edited_confusion_is_rejected_with_the_difference(tmp_path, tmp_path_factory):
+    from _board_data import five_way_data
+
+    datasets, results = five_way_data(tmp_path_factory)
+    root = fresh_board(tmp_path, results, ["always"])
+    L.record_fingerprint(root, datasets / "toy-5way")
+
+    def claim_perfect(doc):  # a self-consistent but false confusion matrix
+        cm = np.diag(np.asarray(doc["metrics"]["support"])).tolist()
+        doc["metrics"].update(M.multiclass_from_confusion(cm))
+        doc["metrics"]["per_class_recall"] = dict(zip(doc["dataset"]["label_names"], doc["metrics"]["per_class_recall"]))
+
+    _edit(root / "submissions/toy-5way/always", claim_perfect)
+    reason = _only_rejection(L.collect(root, datasets), "always")
+    assert "balanced_accuracy stated 1, recomputed 0.2 (difference +0.8)" in reason
+    assert "confusion stated" in reason
