@@ -133,3 +133,35 @@ def test_an_altered_dataset_is_not_published(dataset, tmp_path):
 def test_staging_inside_the_dataset_is_refused(dataset):
     with pytest.raises(DefectbenchError, match="outside the dataset folder"):
         stage(dataset, dataset / "upload", "someorg/clicks")
+
+
+def test_a_refused_token_is_one_clear_line(dataset, tmp_path):
+    # a real HTTP server that answers every request with 401, standing in for the Hub's answer to a bad token
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def _refuse(self):
+            body = b'{"error": "Invalid credentials in Authorization header"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_HEAD = _refuse
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proc = _cli(["publish", str(dataset), "--repo", "someorg/clicks", "--staging", str(tmp_path / "st")],
+                    {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_TOKEN": "hf_not_a_real_token"})
+    finally:
+        server.shutdown()
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "the Hub refused the token for someorg/clicks (HTTP 401)" in proc.stderr
