@@ -181,7 +181,8 @@ def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
                      "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
         "dataset_info": {
             "features": features._to_yaml_list(),
-            "splits": [{"name": s, "num_examples": manifest["splits"][s]["samples"]} for s in splits],
+            "splits": [{"name": s, "num_bytes": manifest["splits"][s]["bytes"],
+                        "num_examples": manifest["splits"][s]["samples"]} for s in splits],
         },
     }
     recipe = manifest["recipe"]

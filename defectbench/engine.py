@@ -254,8 +254,11 @@ def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing
     for split in SPLITS:
         entries = per_split[split]
         labels = {n: 0 for n in names}
+        size = 0
         for i, (task, summary) in enumerate(entries):
-            (partial / "shards" / f"{task.name}.parquet").rename(data / f"{split}-{i:05d}-of-{len(entries):05d}.parquet")
+            target = data / f"{split}-{i:05d}-of-{len(entries):05d}.parquet"
+            (partial / "shards" / f"{task.name}.parquet").rename(target)
+            size += target.stat().st_size
             hashes += summary["hashes"]
             for k, v in summary["labels"].items():
                 labels[names[int(k)]] += v
@@ -263,7 +266,7 @@ def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing
             for k, v in summary["counters"].items():
                 counters[k] = counters.get(k, 0) + v
         splits[split] = {"samples": sum(s["rows"] for _, s in entries), "items": sum(s["items"] for _, s in entries),
-                         "skipped": sum(len(s["skipped"]) for _, s in entries), "shards": len(entries),
+                         "skipped": sum(len(s["skipped"]) for _, s in entries), "shards": len(entries), "bytes": size,
                          "labels": labels}
     shutil.rmtree(partial / "shards")
     reasons: dict[str, int] = {}
