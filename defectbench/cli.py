@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         # Ctrl-C into exit code 130 and returns exit codes instead of raising.
         code = app(args=argv, standalone_mode=False)
     except DefectbenchError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
     except (KeyboardInterrupt, Abort):
         code = 130
