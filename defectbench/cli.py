@@ -1,0 +1,133 @@
+"""The ``defectbench`` command line (typer). Core commands live here; each area adds its own from
+``defectbench/commands/<area>.py`` (see that package's docstring)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .core import SPLITS, DefectbenchError
+
+app = typer.Typer(help="defectbench: reproducible audio-defect datasets and a benchmark for defect detectors.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+console = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
+    if version:
+        console.print(f"defectbench {__version__}")
+        raise typer.Exit()
+
+
+@app.command("recipes")
+def recipes_cmd() -> None:
+    """List the recipes with a one-line description and the paper section each follows."""
+    from .recipe import load_recipe, recipe_files
+
+    table = Table("recipe", "pipeline", "default source", "description", "paper")
+    for name in sorted(recipe_files()):
+        r = load_recipe(name)
+        table.add_row(r.name, r.pipeline, r.source.default, r.description, r.paper)
+    console.print(table)
+
+
+@app.command("build")
+def build_cmd(
+    recipe: str = typer.Argument(..., help="Recipe name (see `defectbench recipes`) or path to a recipe .toml."),
+    source: Optional[str] = typer.Option(None, help="synth | synth:MINUTES | folder:PATH | fma:PATH | video:PATH (default: the recipe's)."),
+    metadata: Optional[Path] = typer.Option(None, help="Metadata: FMA's fma_metadata folder (tracks.csv), or a video CSV."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default datasets/RECIPE)."),
+    limit: Optional[int] = typer.Option(None, help="Use at most N source items (pieces, videos) per split."),
+    workers: int = typer.Option(1, help="Worker processes (the output is identical for any count)."),
+    seed: Optional[int] = typer.Option(None, help="Recipe seed (default: the recipe's)."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Build a recipe into a Hugging Face dataset folder (parquet + card + manifest)."""
+    from .engine import build
+
+    result = build(recipe, source, out, metadata=metadata, seed=seed, limit=limit, workers=workers,
+                   overwrite=overwrite, progress=not quiet)
+    m = result.manifest
+    _print_summary(result.out, m)
+    console.print(f"built {result.out} in {result.seconds:.1f} s"
+                  + (f" (reused {result.reused_shards} finished shards)" if result.reused_shards else ""))
+
+
+def _print_summary(path: Path, m: dict) -> None:
+    table = Table("split", "samples", *m["label_names"], "items", "skipped", title=f"{path} ({m['recipe']['name']})")
+    for s in SPLITS:
+        info = m["splits"].get(s, {})
+        table.add_row(s, str(info.get("samples", 0)), *[str(info.get("labels", {}).get(n, 0)) for n in m["label_names"]],
+                      str(info.get("items", 0)), str(info.get("skipped", 0)))
+    console.print(table)
+    if m["skipped"]:
+        console.print(f"[yellow]skipped {len(m['skipped'])} source items:[/] "
+                      + ", ".join(f"{k}: {v}" for k, v in sorted(m["skipped_counts"].items())))
+        for s in m["skipped"][:10]:
+            console.print(f"  [yellow]-[/] {s['id']}: {s['reason']}")
+        if len(m["skipped"]) > 10:
+            console.print(f"  ... and {len(m['skipped']) - 10} more (manifest.json lists every one)")
+    for k, v in sorted(m.get("counters", {}).items()):
+        console.print(f"  {k}: {v:g}")
+    console.print(f"fingerprint {m['fingerprint']}")
+
+
+@app.command("info")
+def info_cmd(dataset: Path = typer.Argument(..., help="A dataset folder built by `defectbench build`.")) -> None:
+    """Counts per split and label, skipped items and the fingerprint of a built dataset."""
+    from .dataset import count_rows, read_manifest
+
+    m = read_manifest(dataset)
+    for s in SPLITS:
+        expected = m["splits"].get(s, {}).get("samples", 0)
+        found = count_rows(dataset, s)
+        if found != expected:
+            raise DefectbenchError(f"{dataset}: split {s} has {found} rows but the manifest says {expected}: the folder was altered")
+    _print_summary(dataset, m)
+
+
+def _register_command_modules() -> None:
+    from . import commands
+
+    for mod in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
+        if hasattr(module, "register"):
+            module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    _register_command_modules()
+    try:
+        app(args=argv, standalone_mode=False)
+    except DefectbenchError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: run the same command again to resume (finished shards are kept)")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The dataset on disk (SPEC 2): parquet shards per split, a dataset card, a manifest.
+
+Layout of a built dataset folder::
+
+    data/train-00000-of-00004.parquet ...   one file per shard, row groups of ROW_GROUP rows
+    README.md                               dataset card: YAML (configs, splits, features, licence)
+    manifest.json                           recipe, seed, source, counts, skipped items, fingerprint
+
+``datasets.load_dataset(folder)`` opens it offline. The toolkit itself reads it with
+:func:`iter_rows` (pyarrow + soundfile, no Hub-side decoding), which is much faster than decoding
+the ``Audio`` column through ``datasets``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .audio_io import read_wav_bytes, wav_bytes
+from .core import SPLITS, DefectbenchError, Sample, to_builtin
+
+ROW_GROUP = 64
+MANIFEST = "manifest.json"
+
+
+def build_features(pipeline_features: dict[str, Any], rate: int):
+    """The ``datasets.Features`` of a recipe's rows: id, audio, then the pipeline's columns."""
+    from datasets import Audio, Features, Value
+
+    return Features({"id": Value("string"), "audio": Audio(sampling_rate=rate), **pipeline_features})
+
+
+def sample_row(sample: Sample) -> dict[str, Any]:
+    """One sample as an Arrow row: WAV bytes in the Audio struct (built through Arrow directly, so
+    ``datasets``' own audio encoder, which needs torchcodec, is never involved)."""
+    row = {"id": sample.id, "audio": {"bytes": wav_bytes(sample.audio, sample.rate), "path": None},
+           "target": np.asarray(sample.target, dtype=np.uint8).tolist(), "label": sample.label}
+    row.update(to_builtin(sample.meta))
+    row["params"] = json.dumps(to_builtin(sample.params), sort_keys=True)
+    return row
+
+
+class ShardWriter:
+    """Writes rows to one parquet file in row groups of ``ROW_GROUP``; memory stays one group."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
+        self.schema = schema
+        self.rows: list[dict[str, Any]] = []
+        self.count = 0
+        self.writer = pq.ParquetWriter(path, schema)
+
+    def add(self, sample: Sample) -> None:
+        self.rows.append(sample_row(sample))
+        if len(self.rows) >= ROW_GROUP:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.count += len(self.rows)
+            self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+
+def fingerprint(sample_hashes: Iterable[str]) -> str:
+    """Content fingerprint: sha256 over the ordered per-sample hashes (split order, shard order, row order)."""
+    h = hashlib.sha256()
+    for s in sample_hashes:
+        h.update(s.encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def check_dataset(path: str | Path) -> Path:
+    path = Path(path)
+    if not (path / MANIFEST).is_file():
+        if path.with_name(path.name + ".partial").exists():
+            raise DefectbenchError(f"{path}: the build did not finish (a .partial folder exists); run the build again to resume")
+        raise DefectbenchError(f"{path} is not a defectbench dataset (no {MANIFEST}); build one with `defectbench build`")
+    return path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    path = check_dataset(path)
+    return json.loads((path / MANIFEST).read_text())
+
+
+def data_files(path: str | Path, split: str) -> list[Path]:
+    path = check_dataset(path)
+    if split not in SPLITS:
+        raise DefectbenchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    return sorted((path / "data").glob(f"{split}-*.parquet"))
+
+
+def iter_rows(path: str | Path, split: str, batch_size: int = ROW_GROUP, columns: list[str] | None = None,
+              decode_audio: bool = True) -> Iterator[dict[str, Any]]:
+    """Rows of one split in dataset order, audio decoded to a 1-D numpy array (float32 or int16)."""
+    for file in data_files(path, split):
+        pf = pq.ParquetFile(file)
+        for batch in pf.iter_batches(batch_size=batch_size, columns=columns):
+            for row in batch.to_pylist():
+                if "audio" in row and decode_audio:
+                    audio, rate = read_wav_bytes(row["audio"]["bytes"])
+                    row["audio"], row["rate"] = audio, rate
+                if "target" in row:
+                    row["target"] = np.asarray(row["target"], dtype=np.uint8)
+                yield row
+
+
+def count_rows(path: str | Path, split: str) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(path, split))
+
+
+def load_hf(path: str | Path, **kwargs):
+    """``datasets.load_dataset`` on a built folder, offline (a convenience for users and tests)."""
+    import os
+
+    from datasets import load_dataset
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return load_dataset(str(check_dataset(path)), **kwargs)
+
+
+# ------------------------------------------------------------------------------------ the card
+
+
+def _yaml_license(text: str) -> str:
+    t = text.lower()
+    if t.startswith("cc0"):
+        return "cc0-1.0"
+    return "other" if t != "unknown" else "unknown"
+
+
+def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
+    """README.md: YAML front matter the Hub and ``load_dataset`` read, then the human part."""
+    import yaml
+
+    splits = [s for s in SPLITS if manifest["splits"].get(s, {}).get("shards", 0)]
+    info = {
+        "license": _yaml_license(manifest["source"]["license"]),
+        "pretty_name": f"defectbench {manifest['recipe']['name']}",
+        "task_categories": ["audio-classification"],
+        "tags": ["audio", "defect-detection", "audio-quality", "defectbench", manifest["recipe"]["name"]],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
+        "dataset_info": {
+            "features": features._to_yaml_list(),
+            "splits": [{"name": s, "num_examples": manifest["splits"][s]["samples"]} for s in splits],
+        },
+    }
+    recipe = manifest["recipe"]
+    lines = [
+        "---", yaml.safe_dump(info, sort_keys=False).rstrip(), "---", "",
+        f"# defectbench `{recipe['name']}`", "",
+        f"{recipe['description']} Simulated as described in the {recipe['paper']}, by "
+        f"defectbench {manifest['defectbench_version']}.", "",
+        "## How it was built", "",
+        f"- Recipe: `{recipe['name']}` (pipeline `{recipe['pipeline']}`, recipe file sha256 `{recipe['sha256'][:16]}...`)",
+        f"- Source: `{manifest['source']['spec']}`: {manifest['source']['description']}",
+        f"- Source licence: {manifest['source']['license']}",
+        f"- Seed: {manifest['seed']}" + (f"; limit: {manifest['limit']} items per split" if manifest.get("limit") else ""),
+        f"- Fingerprint: `{manifest['fingerprint']}` (sha256 over ordered per-sample hashes of audio, target, label and metadata)",
+        f"- Rebuild: `defectbench build {recipe['name']} --source {manifest['source']['spec']} --seed {manifest['seed']}`"
+        + (f" --limit {manifest['limit']}" if manifest.get("limit") else ""),
+        "", card_section, "",
+        "## Splits and labels", "",
+        "| split | samples | " + " | ".join(manifest["label_names"]) + " | source items | skipped items |",
+        "|---|---|" + "---|" * len(manifest["label_names"]) + "---|---|",
+    ]
+    for s in SPLITS:
+        info_s = manifest["splits"].get(s, {})
+        labels = info_s.get("labels", {})
+        lines.append(f"| {s} | {info_s.get('samples', 0)} | " + " | ".join(str(labels.get(n, 0)) for n in manifest["label_names"])
+                     + f" | {info_s.get('items', 0)} | {info_s.get('skipped', 0)} |")
+    lines += ["", "## Columns", "",
+              "`audio` holds WAV bytes; `target` the framewise target; `label` the row's class; `params` "
+              "every sampled defect parameter as JSON (passing it back to the defect's `apply` replays it); "
+              "the other columns are the source and defect metadata.", "",
+              "Load it with `datasets.load_dataset(\"<folder>\")`, or read it with "
+              "`defectbench.dataset.iter_rows(folder, split)`.", ""]
+    if manifest["skipped"]:
+        lines += ["## Skipped source items", "", f"{len(manifest['skipped'])} source items were skipped; "
+                  "`manifest.json` lists each with its reason.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""Additive digital clicks in music (music paper, section 4; SPEC 1.1).
+
+With probability ``probability`` a segment gets one click: its position is uniform over the
+segment, its length 1 to 3 samples; every click sample becomes ``x[n] + s * a`` with one amplitude
+offset ``a ~ U[0.3, 1)`` and one random sign ``s`` per click, the sign inverted for any sample where
+``x[n] + s * a`` would leave [-1, 1] (since ``|x| <= 1`` and ``a < 1``, the inverted sum always fits).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from . import DefectConfig, register
+
+
+class ClickConfig(DefectConfig):
+    kind: str = "click"
+    probability: float = Field(default=0.1, ge=0, le=1)
+    min_length: int = Field(default=1, ge=1)
+    max_length: int = Field(default=3, ge=1)
+    min_amplitude: float = Field(default=0.3, gt=0, lt=1)
+    max_amplitude: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ClickConfig":
+        if self.max_length < self.min_length:
+            raise ValueError("max_length must be >= min_length")
+        if self.max_amplitude <= self.min_amplitude:
+            raise ValueError("max_amplitude must be > min_amplitude")
+        return self
+
+
+@register
+class Click:
+    kind: ClassVar[str] = "click"
+    Config: ClassVar[type[ClickConfig]] = ClickConfig
+
+    def __init__(self, config: ClickConfig) -> None:
+        self.config = config
+
+    def sample(self, rng: np.random.Generator, audio: np.ndarray, rate: int) -> dict[str, Any]:
+        c = self.config
+        present = bool(rng.random() < c.probability)
+        if not present:
+            return {"present": False}
+        length = int(rng.integers(c.min_length, c.max_length + 1))
+        position = int(rng.integers(0, len(audio) - length + 1))
+        amplitude = float(rng.uniform(c.min_amplitude, c.max_amplitude))
+        sign = int(rng.choice([-1, 1]))
+        x = audio[position : position + length].astype(np.float64)
+        signs = np.where(np.abs(x + sign * amplitude) > 1.0, -sign, sign)
+        return {
+            "present": True,
+            "position": position,
+            "length": length,
+            "amplitude": amplitude,
+            "sign": sign,
+            "signs": [int(s) for s in signs],
+        }
+
+    def apply(self, audio: np.ndarray, rate: int, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        out = np.array(audio, dtype=np.float32, copy=True)
+        mask = np.zeros(len(audio), dtype=bool)
+        if params["present"]:
+            p, n = params["position"], params["length"]
+            offsets = np.asarray(params["signs"], dtype=np.float64) * params["amplitude"]
+            out[p : p + n] = (audio[p : p + n].astype(np.float64) + offsets).astype(np.float32)
+            mask[p : p + n] = True
+        return out, mask

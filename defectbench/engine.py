@@ -1,0 +1,294 @@
+"""The build engine: recipe + source + seed -> a dataset folder, reproducibly and resumably.
+
+1. List the source's items (cheap), sort them by (split, id), cut each split into shards of
+   ``recipe.items_per_shard`` items. Shards depend only on the listing, never on the worker count.
+2. Build every shard in a worker (a ``concurrent.futures`` executor: a local process pool by default).
+   A worker decodes, checks, resamples and converts each item, runs the recipe's pipeline and streams
+   the rows to the shard's parquet file. A shard appears (atomic rename) only when complete, with a
+   JSON summary beside it (per-sample hashes, label counts, skipped items, pipeline counters).
+3. When every shard is there, name the files ``data/{split}-{i}-of-{n}.parquet``, write the manifest
+   and the dataset card, and rename ``OUT.partial`` to ``OUT``.
+
+An interrupted build leaves only ``OUT.partial``, which never looks like a dataset (no manifest); the
+next run of the same build (same recipe file, source, seed, limit) reuses the finished shards and
+builds the rest. A different build wipes it first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import __version__
+from .audio_io import convert_channels, resample
+from .core import SPLITS, DefectbenchError, Item, SkipItem
+from .dataset import MANIFEST, ShardWriter, build_features, dataset_card, fingerprint
+from .recipe import Recipe, load_recipe
+from .sources import Listing, list_source
+
+SILENCE = 1e-4
+"""Peak below which a source item counts as silent (-80 dBFS)."""
+
+
+@dataclass
+class ShardTask:
+    split: str
+    index: int
+    items: list[Item]
+    recipe_path: str
+    seed: int
+    out_dir: str
+    schema: Any  # pyarrow.Schema (picklable), computed once in the parent
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}"
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: dict[str, Any]
+    seconds: float
+    reused_shards: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def prepare(audio: np.ndarray, rate: int, recipe: Recipe, min_samples: int) -> np.ndarray:
+    """Check a decoded item and bring it to the recipe's rate and channel count, or raise SkipItem."""
+    src = recipe.source
+    if audio.ndim != 2 or audio.shape[1] == 0:
+        raise SkipItem("no samples")
+    channels = audio.shape[0]
+    if channels > src.max_channels:
+        raise SkipItem(f"odd channel count ({channels} channels, at most {src.max_channels})")
+    if rate < src.min_rate:
+        raise SkipItem(f"odd sample rate ({rate} Hz, at least {src.min_rate} Hz)")
+    if not np.all(np.isfinite(audio)):
+        raise SkipItem("non-finite samples (NaN or infinity)")
+    audio = convert_channels(resample(audio, rate, src.rate), src.channels)
+    n = audio.shape[1]
+    if n < min_samples:
+        raise SkipItem(f"too short ({n / src.rate:.2f} s at {src.rate} Hz; needs {min_samples / src.rate:.2f} s)")
+    if float(np.max(np.abs(audio))) < SILENCE:
+        raise SkipItem("silent (peak below -80 dBFS)")
+    return np.clip(audio, -1.0, 1.0)
+
+
+_PIPELINES: dict[str, Any] = {}
+
+
+def _pipeline_for(recipe_path: str):
+    """One recipe + pipeline per worker process (read once, reused across shards)."""
+    if recipe_path not in _PIPELINES:
+        recipe = load_recipe(Path(recipe_path))
+        _PIPELINES[recipe_path] = (recipe, recipe.make_pipeline())
+    return _PIPELINES[recipe_path]
+
+
+def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Build one shard: write ``NAME.parquet`` and ``NAME.json`` into ``task.out_dir`` atomically."""
+    recipe, pipeline = _pipeline_for(task.recipe_path)
+    pipeline.counters = {}
+    out_dir = Path(task.out_dir)
+    tmp = out_dir / f".{task.name}.{os.getpid()}.tmp"
+    writer = ShardWriter(tmp, task.schema)
+    hashes: list[str] = []
+    labels: dict[str, int] = {}
+    skipped: list[dict[str, str]] = []
+    used = 0
+    try:
+        for item in task.items:
+            try:
+                audio, rate = item.load()
+                audio = prepare(audio, rate, recipe, pipeline.min_samples)
+                n_before = len(hashes)
+                for sample in pipeline.process(item, audio, recipe.source.rate, task.seed):
+                    writer.add(sample)
+                    hashes.append(sample.content_hash())
+                    labels[str(sample.label)] = labels.get(str(sample.label), 0) + 1
+                if len(hashes) == n_before:
+                    raise SkipItem("gave no samples")
+                used += 1
+            except SkipItem as exc:
+                skipped.append({"id": item.id, "split": item.split, "reason": str(exc)})
+            except Exception as exc:  # odd audio that trips a library: report it, keep building
+                skipped.append({"id": item.id, "split": item.split,
+                                "reason": f"processing failed: {type(exc).__name__}: {exc}"})
+            if on_item:
+                on_item()
+        writer.close()
+    except BaseException:
+        writer.writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    summary = {"name": task.name, "split": task.split, "index": task.index, "rows": writer.count,
+               "items": used, "hashes": hashes, "labels": labels, "skipped": skipped,
+               "counters": pipeline.counters}
+    tmp.rename(out_dir / f"{task.name}.parquet")
+    json_tmp = out_dir / f".{task.name}.json.tmp"
+    json_tmp.write_text(json.dumps(summary))
+    json_tmp.rename(out_dir / f"{task.name}.json")  # the .json marks the shard complete
+    return summary
+
+
+def make_tasks(listing: Listing, recipe: Recipe, seed: int, limit: int | None, shard_dir: Path, schema) -> list[ShardTask]:
+    tasks = []
+    for split in SPLITS:
+        items = [it for it in listing.items if it.split == split]
+        if limit is not None:
+            items = items[:limit]
+        size = recipe.items_per_shard
+        for index, start in enumerate(range(0, len(items), size)):
+            tasks.append(ShardTask(split, index, items[start : start + size], recipe.path, seed, str(shard_dir), schema))
+    return tasks
+
+
+def build_key(recipe: Recipe, source: str, metadata: Path | None, seed: int, limit: int | None) -> str:
+    text = json.dumps({"recipe": recipe.sha256, "source": source, "metadata": str(metadata or ""),
+                       "seed": seed, "limit": limit, "version": __version__}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def default_executor(workers: int) -> Executor:
+    # spawn: workers start clean (no inherited threads from pyarrow or torch in the parent).
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+
+def build(recipe_name: str | Path, source: str | None = None, out: str | Path | None = None, *,
+          metadata: str | Path | None = None, seed: int | None = None, limit: int | None = None,
+          workers: int = 1, overwrite: bool = False, progress: bool = True,
+          executor: Executor | None = None) -> BuildResult:
+    """Build a recipe into a dataset folder (see the module docstring)."""
+    t0 = time.perf_counter()
+    recipe = load_recipe(recipe_name)
+    source = source or recipe.source.default
+    seed = recipe.seed if seed is None else seed
+    out = Path(out) if out else Path("datasets") / recipe.name
+    metadata = Path(metadata) if metadata else None
+    if limit is not None and limit < 1:
+        raise DefectbenchError("--limit must be at least 1")
+    if out.exists() and not overwrite:
+        raise DefectbenchError(f"{out} already exists; pass --overwrite to replace it")
+    pipeline = recipe.make_pipeline()
+    features = build_features(pipeline.features(), recipe.source.rate)
+    listing = list_source(source, metadata, seed)
+
+    partial = out.with_name(out.name + ".partial")
+    shard_dir = partial / "shards"
+    key = build_key(recipe, source, metadata, seed, limit)
+    key_file = partial / "build-key"
+    if partial.exists() and not (key_file.is_file() and key_file.read_text() == key):
+        shutil.rmtree(partial)  # an interrupted build of something else: start over
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+
+    tasks = make_tasks(listing, recipe, seed, limit, shard_dir, features.arrow_schema)
+    if not tasks:
+        raise DefectbenchError(f"source {source!r} gave no items to build")
+    done = {t.name for t in tasks if (shard_dir / f"{t.name}.json").is_file()}
+    todo = [t for t in tasks if t.name not in done]
+    total_items = sum(len(t.items) for t in tasks)
+    _run_tasks(todo, workers, executor, progress, total_items,
+               sum(len(t.items) for t in tasks if t.name in done), f"build {recipe.name}")
+
+    summaries = [json.loads((shard_dir / f"{t.name}.json").read_text()) for t in tasks]
+    manifest = _assemble(partial, tasks, summaries, recipe, pipeline, listing, source, metadata, seed, limit, features)
+    if out.exists():
+        old = out.with_name(out.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        partial.rename(out)
+        shutil.rmtree(old)
+    else:
+        partial.rename(out)
+    return BuildResult(out, manifest, time.perf_counter() - t0, reused_shards=len(done), skipped=manifest["skipped"])
+
+
+def _run_tasks(todo: list[ShardTask], workers: int, executor: Executor | None, progress: bool,
+               total: int, completed: int, label: str) -> None:
+    from .progress import item_progress
+
+    with item_progress(label, total, completed, enabled=progress) as advance:
+        if not todo:
+            return
+        if executor is None and workers <= 1:
+            for task in todo:
+                build_shard(task, on_item=lambda: advance(1))
+            return
+        own = executor is None
+        executor = executor or default_executor(workers)
+        try:
+            futures: dict[Future, ShardTask] = {executor.submit(build_shard, t): t for t in todo}
+            for fut in as_completed(futures):
+                fut.result()  # re-raises a worker's failure
+                advance(len(futures[fut].items))
+        finally:
+            if own:
+                executor.shutdown(cancel_futures=True)
+
+
+def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing: Listing, source: str,
+              metadata: Path | None, seed: int, limit: int | None, features) -> dict[str, Any]:
+    (partial / "build-key").unlink()  # from here on an interruption restarts the build from scratch
+    data = partial / "data"
+    data.mkdir(exist_ok=True)
+    per_split: dict[str, list] = {s: [] for s in SPLITS}
+    for task, summary in zip(tasks, summaries):
+        per_split[task.split].append((task, summary))
+    label_feature = features["label"]
+    names = list(getattr(label_feature, "names", None) or ["clean", "defect"])
+    splits: dict[str, Any] = {}
+    hashes: list[str] = []
+    skipped = [{"id": i, "split": "", "reason": r} for i, r in listing.skipped]
+    counters: dict[str, float] = {}
+    for split in SPLITS:
+        entries = per_split[split]
+        labels = {n: 0 for n in names}
+        for i, (task, summary) in enumerate(entries):
+            (partial / "shards" / f"{task.name}.parquet").rename(data / f"{split}-{i:05d}-of-{len(entries):05d}.parquet")
+            hashes += summary["hashes"]
+            for k, v in summary["labels"].items():
+                labels[names[int(k)]] += v
+            skipped += summary["skipped"]
+            for k, v in summary["counters"].items():
+                counters[k] = counters.get(k, 0) + v
+        splits[split] = {"samples": sum(s["rows"] for _, s in entries), "items": sum(s["items"] for _, s in entries),
+                         "skipped": sum(len(s["skipped"]) for _, s in entries), "shards": len(entries),
+                         "labels": labels}
+    shutil.rmtree(partial / "shards")
+    reasons: dict[str, int] = {}
+    for s in skipped:
+        kind = s["reason"].split(" (")[0].split(":")[0]
+        reasons[kind] = reasons.get(kind, 0) + 1
+    manifest = {
+        "defectbench_version": __version__,
+        "recipe": {"name": recipe.name, "description": recipe.description, "paper": recipe.paper,
+                   "pipeline": recipe.pipeline, "sha256": recipe.sha256, "options": recipe.options,
+                   "source": recipe.source.model_dump()},
+        "task": pipeline.task,
+        "label_names": names,
+        "seed": seed,
+        "limit": limit,
+        "source": {"spec": source, "metadata": str(metadata) if metadata else None,
+                   "description": listing.description, "license": listing.license},
+        "splits": splits,
+        "skipped_counts": reasons,
+        "skipped": skipped,
+        "counters": counters,
+        "columns": list(features),
+        "fingerprint": fingerprint(hashes),
+    }
+    (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    (partial / "README.md").write_text(dataset_card(manifest, features, pipeline.card_section()))
+    return manifest
