@@ -127,6 +127,7 @@ def fingerprint(out):
     return read_manifest(out)["fingerprint"]
 
 
+@pytest.mark.slow
 def test_build_synth_same_fingerprint_for_one_or_two_workers(tmp_path):
     a = build("video-artifacts", "synth", tmp_path / "w1", limit=1, workers=1, progress=False)
     b = build("video-artifacts", "synth", tmp_path / "w2", limit=1, workers=2, progress=False)

@@ -45,8 +45,8 @@ class ClickAdditive:
         order: int = Field(default=3, ge=1)
         amplitude: float = 32768.0
         rate_per_s: float = Field(default=0.4, gt=0)
-        """Mean clicks per second of defective interval (the paper does not state one; 0.4 gives its
-        Table 1 ratio of click to hum chunks, see the dataset card)."""
+        """Mean clicks per second of defective interval (the paper states none; with both click kinds
+        at 0.4, click chunks per no-defect chunk come to about 0.33, its Table 1 ratio; see the card)."""
 
     def __init__(self, config: Config) -> None:
         lo, hi = config.cutoff

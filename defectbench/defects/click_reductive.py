@@ -24,20 +24,28 @@ from pydantic import Field
 from . import DefectConfig, register
 
 
-def allowed_positions(audio: np.ndarray, length: int, min_jump: int) -> np.ndarray:
-    """Boolean over ``p in [0, n)``: removing ``audio[:, p:p+length]`` meets both conditions in all channels."""
+def allowed_positions(audio: np.ndarray, length: int, min_jump: int, signs: list | None = None) -> np.ndarray:
+    """Boolean over ``p in [0, n)``: removing ``audio[:, p:p+length]`` meets both conditions in all channels.
+
+    ``signs`` (from :func:`sign_counts`) can be passed to reuse the cumulative counts across lengths.
+    """
     n = audio.shape[-1]
     ok = np.zeros(n, dtype=bool)
     if n < length + 2:
         return ok
-    p = np.arange(1, n - length)  # needs x[p-1] and x[p+length] inside the audio
-    ok[p] = True
-    for x in audio.astype(np.int32):
-        ok[p] &= np.abs(x[p + length] - x[p - 1]) >= min_jump
-        neg = np.concatenate(([0], np.cumsum(x < 0)))
-        pos = np.concatenate(([0], np.cumsum(x > 0)))
-        ok[p] &= (neg[p + length] - neg[p] > 0) & (pos[p + length] - pos[p] > 0)
+    m = n - length - 1  # p runs over 1 .. n-length-1: x[p-1] and x[p+length] are inside the audio
+    inner = ok[1 : 1 + m]
+    inner[:] = True
+    for x, (neg, pos) in zip(audio.astype(np.int32), signs or sign_counts(audio)):
+        inner &= np.abs(x[1 + length : 1 + length + m] - x[:m]) >= min_jump
+        # the removed x[p : p+length] holds a negative and a positive sample (a zero crossing)
+        inner &= (neg[1 + length : 1 + length + m] > neg[1 : 1 + m]) & (pos[1 + length : 1 + length + m] > pos[1 : 1 + m])
     return ok
+
+
+def sign_counts(audio: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per channel, cumulative counts of negative and positive samples (index i: samples before i)."""
+    return [(np.concatenate(([0], np.cumsum(x < 0))), np.concatenate(([0], np.cumsum(x > 0)))) for x in audio]
 
 
 @register
@@ -62,10 +70,11 @@ class ClickReductive:
         n = audio.shape[-1]
         count = int(rng.poisson(self.config.rate_per_s * n / rate))
         blocked = np.zeros(n, dtype=bool)
+        signs = sign_counts(audio) if count else None
         removed, jumps, not_placed = [], [], 0
         for _ in range(count):
             length = int(rng.integers(self.config.length[0], self.config.length[1] + 1))
-            ok = allowed_positions(audio, length, self.config.min_jump) & ~blocked
+            ok = allowed_positions(audio, length, self.config.min_jump, signs) & ~blocked
             candidates = np.flatnonzero(ok)
             if not candidates.size:
                 not_placed += 1

@@ -134,7 +134,7 @@ class VideoChunks(Pipeline):
         n = x.shape[1]
         intervals = simulate_intervals(rng_for(seed, item_id, PIECE, f"{kind}:intervals"), n, rate, self.config.intervals)
         base = None
-        if not self.config.per_interval:
+        if not self.config.per_interval and defect.per_audio:
             base = defect.sample(rng_for(seed, item_id, PIECE, kind), x, rate)
             if base.get("applicable") is False:
                 self.count(f"{kind}_not_applicable_audio")
@@ -290,7 +290,8 @@ audio at that shift, `source_meta` the source's other metadata as JSON.
   to that base audio: no chunk, counted in the build report.
 - The Butterworth cut-off is read as a fraction of the sampling rate (a range ending at 0.45 only makes
   sense below 0.5); the paper does not state the click rate, the removed length or the hum phase:
-  0.4 clicks/s of defective interval (Poisson, which gives Table 1's click-to-hum ratio of about 0.6),
+  0.4 clicks/s of defective interval (Poisson; about half the time is defective, so the expected click
+  chunks per no-defect chunk are 2 x 0.5 x (1 - exp(-0.4)) = 0.33, Table 1's 0.31 to 0.34),
   removals of 48 to 960 samples (1 to 20 ms), the hum's phase continuous over the base audio.
 - A reductive removal cuts the same samples out of both channels and must meet both conditions in
   each channel (a stereo stream loses both channels at once); clicks with no allowed position are
