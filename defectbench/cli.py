@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.exceptions import Abort
+from typer._click.exceptions import ClickException
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import __version__
 from .core import SPLITS, DefectbenchError
@@ -19,7 +21,7 @@ from .core import SPLITS, DefectbenchError
 app = typer.Typer(help="defectbench: reproducible audio-defect datasets and a benchmark for defect detectors.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: never wrapped
 
 
 @app.callback()
@@ -34,7 +36,8 @@ def recipes_cmd() -> None:
     """List the recipes with a one-line description and the paper section each follows."""
     from .recipe import load_recipe, recipe_files
 
-    table = Table("recipe", "pipeline", "default source", "description", "paper")
+    table = Table("pipeline", "default source", "description", "paper")
+    table.columns.insert(0, Column("recipe", no_wrap=True))
     for name in sorted(recipe_files()):
         r = load_recipe(name)
         table.add_row(r.name, r.pipeline, r.source.default, r.description, r.paper)
@@ -106,27 +109,27 @@ def _register_command_modules() -> None:
             module.register(app)
 
 
+INTERRUPTED = "[yellow]interrupted[/]: run the same command again to resume (finished shards are kept)"
+
+
 def main(argv: list[str] | None = None) -> None:
     _register_command_modules()
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: errors come back to us (one line, no traceback); typer turns
+        # Ctrl-C into exit code 130 and returns exit codes instead of raising.
+        code = app(args=argv, standalone_mode=False)
     except DefectbenchError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: run the same command again to resume (finished shards are kept)")
-        sys.exit(130)
-    except typer.Exit as exc:
+    except (KeyboardInterrupt, Abort):
+        code = 130
+    except ClickException as exc:  # usage errors: click's own one-line message
+        exc.show()
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    if code == 130:
+        err.print(INTERRUPTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -57,21 +57,6 @@ class Sample:
     params: dict[str, Any] = field(default_factory=dict)
     """Every sampled defect parameter, JSON-serialisable; passing it back to ``apply`` replays the defect."""
 
-    def content_hash(self) -> str:
-        """Hash of audio + target + label + metadata: the per-sample unit of the dataset fingerprint.
-
-        Hashes the PCM samples, not the encoded file bytes, so that the fingerprint does not depend on
-        the audio container library's version.
-        """
-        h = hashlib.sha256()
-        h.update(self.id.encode())
-        audio = np.ascontiguousarray(self.audio)
-        h.update(str(audio.dtype).encode())
-        h.update(audio.astype(audio.dtype.newbyteorder("<"), copy=False).tobytes())
-        h.update(np.ascontiguousarray(self.target, dtype="<u1").tobytes())
-        h.update(canonical_json({"label": self.label, "meta": self.meta, "params": self.params}).encode())
-        return h.hexdigest()
-
 
 def canonical_json(obj: Any) -> str:
     """JSON with sorted keys and numpy scalars converted: stable across runs and machines."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .audio_io import read_wav_bytes, wav_bytes
-from .core import SPLITS, DefectbenchError, Sample, to_builtin
+from .core import SPLITS, DefectbenchError, Sample, canonical_json, to_builtin
 
 ROW_GROUP = 64
 MANIFEST = "manifest.json"
@@ -46,6 +46,23 @@ def sample_row(sample: Sample) -> dict[str, Any]:
     return row
 
 
+def row_hash(row: dict[str, Any], audio: np.ndarray) -> str:
+    """Hash of one stored row: its PCM samples, target, label and every other column as stored.
+
+    The per-sample unit of the dataset fingerprint. It hashes the decoded samples rather than the
+    WAV bytes (independent of the container writer) and the columns as Arrow gives them back (so
+    that anyone can recompute it from the parquet files with :func:`iter_rows`).
+    """
+    h = hashlib.sha256()
+    audio = np.ascontiguousarray(audio)
+    h.update(str(audio.dtype).encode() + b"|")
+    h.update(audio.astype(audio.dtype.newbyteorder("<"), copy=False).tobytes())
+    h.update(np.asarray(row["target"], dtype="<u1").tobytes())
+    rest = {k: v for k, v in row.items() if k not in ("audio", "rate", "target")}
+    h.update(canonical_json(rest).encode())
+    return h.hexdigest()
+
+
 class ShardWriter:
     """Writes rows to one parquet file in row groups of ``ROW_GROUP``; memory stays one group."""
 
@@ -53,19 +70,25 @@ class ShardWriter:
         self.path = path
         self.schema = schema
         self.rows: list[dict[str, Any]] = []
+        self.audio: list[np.ndarray] = []
+        self.hashes: list[str] = []
         self.count = 0
         self.writer = pq.ParquetWriter(path, schema)
 
     def add(self, sample: Sample) -> None:
         self.rows.append(sample_row(sample))
+        self.audio.append(sample.audio)
         if len(self.rows) >= ROW_GROUP:
             self.flush()
 
     def flush(self) -> None:
         if self.rows:
-            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            table = pa.Table.from_pylist(self.rows, schema=self.schema)
+            self.writer.write_table(table)
+            stored = table.drop_columns(["audio"]).to_pylist()
+            self.hashes += [row_hash(row, audio) for row, audio in zip(stored, self.audio)]
             self.count += len(self.rows)
-            self.rows = []
+            self.rows, self.audio = [], []
 
     def close(self) -> None:
         self.flush()
@@ -158,7 +181,8 @@ def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
                      "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]}],
         "dataset_info": {
             "features": features._to_yaml_list(),
-            "splits": [{"name": s, "num_examples": manifest["splits"][s]["samples"]} for s in splits],
+            "splits": [{"name": s, "num_bytes": manifest["splits"][s]["bytes"],
+                        "num_examples": manifest["splits"][s]["samples"]} for s in splits],
         },
     }
     recipe = manifest["recipe"]

@@ -103,7 +103,6 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     out_dir = Path(task.out_dir)
     tmp = out_dir / f".{task.name}.{os.getpid()}.tmp"
     writer = ShardWriter(tmp, task.schema)
-    hashes: list[str] = []
     labels: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     used = 0
@@ -112,12 +111,12 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
             try:
                 audio, rate = item.load()
                 audio = prepare(audio, rate, recipe, pipeline.min_samples)
-                n_before = len(hashes)
+                n_before = sum(labels.values())
                 for sample in pipeline.process(item, audio, recipe.source.rate, task.seed):
+                    sample.meta.setdefault("split", item.split)
                     writer.add(sample)
-                    hashes.append(sample.content_hash())
                     labels[str(sample.label)] = labels.get(str(sample.label), 0) + 1
-                if len(hashes) == n_before:
+                if sum(labels.values()) == n_before:
                     raise SkipItem("gave no samples")
                 used += 1
             except SkipItem as exc:
@@ -133,7 +132,7 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
         tmp.unlink(missing_ok=True)
         raise
     summary = {"name": task.name, "split": task.split, "index": task.index, "rows": writer.count,
-               "items": used, "hashes": hashes, "labels": labels, "skipped": skipped,
+               "items": used, "hashes": writer.hashes, "labels": labels, "skipped": skipped,
                "counters": pipeline.counters}
     tmp.rename(out_dir / f"{task.name}.parquet")
     json_tmp = out_dir / f".{task.name}.json.tmp"
@@ -255,8 +254,11 @@ def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing
     for split in SPLITS:
         entries = per_split[split]
         labels = {n: 0 for n in names}
+        size = 0
         for i, (task, summary) in enumerate(entries):
-            (partial / "shards" / f"{task.name}.parquet").rename(data / f"{split}-{i:05d}-of-{len(entries):05d}.parquet")
+            target = data / f"{split}-{i:05d}-of-{len(entries):05d}.parquet"
+            (partial / "shards" / f"{task.name}.parquet").rename(target)
+            size += target.stat().st_size
             hashes += summary["hashes"]
             for k, v in summary["labels"].items():
                 labels[names[int(k)]] += v
@@ -264,7 +266,7 @@ def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing
             for k, v in summary["counters"].items():
                 counters[k] = counters.get(k, 0) + v
         splits[split] = {"samples": sum(s["rows"] for _, s in entries), "items": sum(s["items"] for _, s in entries),
-                         "skipped": sum(len(s["skipped"]) for _, s in entries), "shards": len(entries),
+                         "skipped": sum(len(s["skipped"]) for _, s in entries), "shards": len(entries), "bytes": size,
                          "labels": labels}
     shutil.rmtree(partial / "shards")
     reasons: dict[str, int] = {}

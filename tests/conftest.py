@@ -1,0 +1,40 @@
+"""Shared fixtures: small real builds from the built-in synth corpus, made once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def clicks_dataset(tmp_path_factory) -> Path:
+    """fma-clicks from synth, 2 pieces per split (100 segments each)."""
+    from defectbench.engine import build
+
+    out = tmp_path_factory.mktemp("ds") / "fma-clicks"
+    build("fma-clicks", "synth", out, limit=2, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def write_recipe(tmp_path_factory):
+    """Write a variant of a shipped recipe (TOML text edits) to a temporary file; returns its path."""
+
+    def _write(base: str, replace: dict[str, str] | None = None, name: str | None = None) -> Path:
+        from defectbench.recipe import recipe_files
+
+        text = recipe_files()[base].read_text()
+        for old, new in (replace or {}).items():
+            assert old in text, f"{old!r} not in recipe {base}"
+            text = text.replace(old, new)
+        path = tmp_path_factory.mktemp("recipes") / f"{name or base}.toml"
+        path.write_text(text)
+        return path
+
+    return _write
