@@ -23,17 +23,14 @@ PAPER = {"train": [447168, 241990, 241870, 174711, 147742], "validation": [14628
          "test": [288702, 146301, 147672, 104359, 89210]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--audios", type=int, default=3)
-    ap.add_argument("--minutes", type=float, default=5.0)
-    args = ap.parse_args()
-    per = int(args.minutes * 3)
-    items = list_source(f"synth:{args.audios * args.minutes}").items
-    pieces = [it for it in items if it.split == "train"][: args.audios * per]
+def balance(audios: int, minutes: float) -> tuple[Counter, dict[str, float]]:
+    """Label counts and pipeline counters over ``audios`` base audios of ``minutes`` each."""
+    per = int(minutes * 3)
+    items = list_source(f"synth:{audios * minutes}").items
+    pieces = [it for it in items if it.split == "train"][: audios * per]
     pipe = VideoChunks(VideoChunksConfig(), 48000, 2)
     counts: Counter = Counter()
-    for a in range(args.audios):
+    for a in range(audios):
         parts = []
         for it in pieces[a * per : (a + 1) * per]:
             x, rate = it.load()
@@ -41,12 +38,28 @@ def main() -> None:
         audio = np.clip(np.concatenate(parts, axis=1), -1, 1)
         for s in pipe.process(Item(f"base{a}", "train", None, {}), audio, 48000, 0):
             counts[LABELS[s.label]] += 1
+    return counts, pipe.counters
+
+
+def table(counts: Counter) -> str:
+    """Markdown: each class per no_defect chunk, next to the paper's Table 1 ratios."""
     nd = counts["no_defect"]
-    print("class        count  per no_defect  paper train  val   test")
+    lines = [f"| class | this build ({nd} no_defect chunks) | paper train | paper validation | paper test |",
+             "|---|---|---|---|---|"]
     for k, name in enumerate(LABELS):
-        paper = "  ".join(f"{PAPER[s][k] / PAPER[s][0]:.2f}" for s in PAPER)
-        print(f"{name:11s} {counts[name]:6d}  {counts[name] / nd:12.2f}   {paper}")
-    print({k: v for k, v in sorted(pipe.counters.items()) if not k.startswith("chunks_")})
+        paper = " | ".join(f"{PAPER[s][k] / PAPER[s][0]:.2f}" for s in PAPER)
+        lines.append(f"| {name} | {counts[name] / nd:.2f} | {paper} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--audios", type=int, default=3)
+    ap.add_argument("--minutes", type=float, default=5.0)
+    args = ap.parse_args()
+    counts, counters = balance(args.audios, args.minutes)
+    print(table(counts))
+    print({k: v for k, v in sorted(counters.items()) if not k.startswith("chunks_")})
 
 
 if __name__ == "__main__":
