@@ -12,7 +12,7 @@ PIP := $(PYTHON) -m pip
 TORCH ?= torch==2.13.0
 STAMP := .setup-done
 APT_PACKAGES := sox libsox-fmt-all libavcodec59 libavformat59 libavutil57 libswresample4 libswscale6 \
-	libavdevice59 libavfilter8 chromium
+	libavdevice59 libavfilter8 chromium chromium-driver
 
 .PHONY: setup demo test bench clean
 
