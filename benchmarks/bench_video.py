@@ -10,10 +10,11 @@ measures, in one process (= one worker):
 - build: ``defectbench build video-artifacts --source video:DIR --workers 1`` end to end (listing,
   decoding, pipeline, WAV encoding, hashing, parquet), output rows per second.
 
-    python benchmarks/bench_video.py --videos 3 --seconds 60 [--write --balance-audios 6 --balance-minutes 10]
+    python benchmarks/bench_video.py [--videos 3 --seconds 60 --balance-audios 6 --balance-minutes 10]
 
-``--write`` also measures the class balance against the paper's Table 1 (``video_balance.py``) and
-writes both into the "video-artifacts" section of RESULTS.md.
+It also measures the class balance against the paper's Table 1 (``video_balance.py``, about 5 min)
+and writes both into the "video-artifacts" section of RESULTS.md (``run_all.py`` runs it that way);
+``--print-only`` measures the throughput only and writes nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    ap.add_argument("--print-only", action="store_true", help="throughput only; do not write RESULTS.md")
     ap.add_argument("--balance-audios", type=int, default=6)
     ap.add_argument("--balance-minutes", type=float, default=10.0)
     args = ap.parse_args()
@@ -87,11 +88,11 @@ def main() -> None:
         print(f"build (1 worker): {n / total:8.1f} output chunks/s  ({n} rows, {total:.2f} s, incl. listing and parquet)")
         rows_md.append(f"| full build, `--workers 1` (listing, decode, pipeline, WAV, hashing, parquet) | {n / total:.0f} output chunks/s |")
         print(f"machine: {machine()}, load average {os.getloadavg()[0]:.1f}")
-    if args.write:
+    if not args.print_only:
         counts, counters = balance(args.balance_audios, args.balance_minutes)
         print(table(counts))
         body = (f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} (shared). "
-                f"`python benchmarks/bench_video.py --videos {args.videos} --seconds {args.seconds:g} --write`: "
+                f"`python benchmarks/bench_video.py --videos {args.videos} --seconds {args.seconds:g}`: "
                 f"{args.videos} stereo AAC/MP4 test videos of {args.seconds:g} s at 44.1 kHz written with PyAV; "
                 f"one process = one worker; best of {args.repeat} runs (2 for the build).\n\n"
                 "| stage (one worker) | throughput |\n|---|---|\n" + "\n".join(rows_md) + "\n\n"
