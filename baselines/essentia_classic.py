@@ -51,7 +51,8 @@ def _float(audio: np.ndarray) -> np.ndarray:
 
 def features(audio: np.ndarray, rate: int) -> np.ndarray:
     """``[hum, hiss, distortion, click]`` for one chunk (see the module docstring)."""
-    import essentia.standard as es
+    from . import essentia_standard
+    es = essentia_standard()
 
     x = _float(audio)
     if len(x) < 4096:

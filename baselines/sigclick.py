@@ -43,7 +43,8 @@ _detectors: dict[tuple[float, int], object] = {}
 def _detector(threshold: float, rate: int):
     key = (float(threshold), int(rate))
     if key not in _detectors:
-        import essentia.standard as es
+        from . import essentia_standard
+        es = essentia_standard()
 
         _detectors[key] = es.ClickDetector(
             frameSize=FRAME_SIZE, hopSize=HOP_SIZE, sampleRate=rate, detectionThreshold=float(threshold)
