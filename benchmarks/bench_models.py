@@ -1,6 +1,6 @@
 """Forward and forward+backward throughput of the neural detectors (samples/s), and their parameter counts.
 
-    .venv/bin/python benchmarks/bench_models.py [--batch 8] [--repeats 3] [--configs tiny,small,reference] [--write]
+    .venv/bin/python benchmarks/bench_models.py [--batch 8] [--repeats 3] [--configs tiny,small,reference] [--print-only]
 
 Measures on whatever device torch picks (``--device``); on this project's shared 2-core CPU machine the
 figures are noisy (other jobs run beside), so each figure is the best of ``--repeats`` timed runs after
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--configs", default="tiny,small,reference")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--write", action="store_true", help="write the table into benchmarks/RESULTS.md")
+    ap.add_argument("--print-only", action="store_true", help="do not write the table into benchmarks/RESULTS.md")
     args = ap.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -98,9 +98,9 @@ def main() -> None:
              "|---|---:|---:|---:|---:|"]
     table += [f"| {r['model']} | {r['parameters']:,} | {r['batch']} | {r['forward']:.1f} | {r['train']:.1f} |" for r in rows]
     print("\n".join(table))
-    if args.write:
+    if not args.print_only:
         note = ("GPU figures (CUDA, bf16 autocast, the paper batch sizes 200 / 512) are still to be taken in a session "
-                "that is lent a GPU: `python benchmarks/bench_models.py --device cuda --batch 200 --write`.")
+                "that is lent a GPU: `python benchmarks/bench_models.py --device cuda --batch 200`.")
         write_section(f"Neural detectors ({device.type})", "\n".join(head) + "\n\n" + "\n".join(table) + "\n\n" + note)
 
 if __name__ == "__main__":

@@ -55,12 +55,26 @@ def build_cmd(
     seed: Optional[int] = typer.Option(None, help="Recipe seed (default: the recipe's)."),
     overwrite: bool = typer.Option(False, help="Replace an existing output folder."),
     quiet: bool = typer.Option(False, help="No progress bar."),
+    executor: str = typer.Option("process", help="process (local pool) | dask (a LocalCluster of --workers, or --scheduler)."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address tcp://HOST:PORT (with --executor dask)."),
+    num_shards: Optional[int] = typer.Option(None, help="Job arrays: split the shards into N parts (with --shard-index)."),
+    shard_index: Optional[int] = typer.Option(None, help="Job arrays: build part i (0..N-1) into OUT.parts/; then `defectbench merge`."),
 ) -> None:
     """Build a recipe into a Hugging Face dataset folder (parquet + card + manifest)."""
     from .engine import build
+    from .executors import open_executor
 
-    result = build(recipe, source, out, metadata=metadata, seed=seed, limit=limit, workers=workers,
-                   overwrite=overwrite, progress=not quiet)
+    with open_executor(executor, workers, scheduler) as ex:
+        result = build(recipe, source, out, metadata=metadata, seed=seed, limit=limit, workers=workers,
+                       overwrite=overwrite, progress=not quiet, executor=ex, num_shards=num_shards,
+                       shard_index=shard_index)
+    if result.retried:
+        console.print(f"[yellow]rebuilt {len(result.retried)} shard(s) after a worker died:[/] {', '.join(result.retried)}")
+    if result.part:
+        p = result.part
+        console.print(f"built part {p['shard_index']} of {p['num_shards']} ({len(p['built'])} of {len(p['shards'])} shards) "
+                      f"into {result.out} in {result.seconds:.1f} s; when every part is done: defectbench merge {result.out.parent.with_suffix('')}")
+        return
     m = result.manifest
     _print_summary(result.out, m)
     console.print(f"built {result.out} in {result.seconds:.1f} s"

@@ -209,6 +209,15 @@ def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
         labels = info_s.get("labels", {})
         lines.append(f"| {s} | {info_s.get('samples', 0)} | " + " | ".join(str(labels.get(n, 0)) for n in manifest["label_names"])
                      + f" | {info_s.get('items', 0)} | {info_s.get('skipped', 0)} |")
+    if manifest.get("task") == "multiclass":
+        base = manifest["label_names"][0]
+        lines += ["", f"Chunks per `{base}` chunk (all splits; the video paper's Table 1 is the model):", "",
+                  "| " + " | ".join(manifest["label_names"][1:]) + " |", "|" + "---|" * (len(manifest["label_names"]) - 1)]
+        totals = {n: sum(manifest["splits"].get(s, {}).get("labels", {}).get(n, 0) for s in SPLITS) for n in manifest["label_names"]}
+        lines.append("| " + " | ".join(f"{totals[n] / totals[base]:.2f}" if totals[base] else "-" for n in manifest["label_names"][1:]) + " |")
+    if manifest.get("counters"):
+        lines += ["", "Build counters (summed over all splits): " + ", ".join(
+            f"`{k}` {v:g}" for k, v in sorted(manifest["counters"].items())) + "."]
     lines += ["", "## Columns", "",
               "`audio` holds WAV bytes; `target` the framewise target; `label` the row's class; `params` "
               "every sampled defect parameter as JSON (passing it back to the defect's `apply` replays it); "

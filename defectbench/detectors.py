@@ -35,16 +35,54 @@ class Detector:
     description: ClassVar[str] = ""
     threshold_grid: ClassVar[Sequence[float]] = ()
     """Values of an internal threshold to sweep on validation (empty: the runner thresholds scores)."""
+    threshold_unit: ClassVar[str] = ""
+    """Unit of ``threshold_grid`` values, for reports (SigClick: "dB")."""
+    batch_size: ClassVar[int] = 64
+    """Rows per ``predict`` call that the runner reads and passes at once."""
 
     def __init__(self, **options: Any) -> None:
         self.options = options
         self.threshold: float | None = None
+        self.device: str = "cpu"
+        """Where ``predict`` runs ("cpu", "cuda:0"); reported with the throughput."""
+        self.workers: int = 1
+        """Processes ``predict`` may use (set by the runner from ``--workers``); classical detectors
+        with a process pool honour it, neural ones may ignore it."""
+
+    @classmethod
+    def from_checkpoint(cls, path: str, **options: Any) -> "Detector":
+        """A detector restored from a checkpoint file (``defectbench run --checkpoint PATH``).
+
+        Detectors with weights override it; the default says there is nothing to load.
+        """
+        from .core import DefectbenchError
+
+        raise DefectbenchError(f"detector {cls.name!r} has no checkpoints to load")
 
     def fit(self, train: Iterable[dict], validation: Iterable[dict]) -> None:
         """Fit whatever the detector learns (classical baselines: decision thresholds). Default: nothing."""
 
     def predict(self, batch: list[dict]) -> np.ndarray:
         raise NotImplementedError  # abstract: every detector implements it
+
+    def predict_grid(self, batch: list[dict]) -> np.ndarray:
+        """Scores at every ``threshold_grid`` value, ``[len(grid), batch, ...]``, for the validation sweep.
+
+        Default: ``predict`` once per value with ``self.threshold`` set; a detector that can share work
+        between thresholds (one decode, several detector runs) overrides it. Restores ``threshold``.
+        """
+        kept = self.threshold
+        try:
+            out = []
+            for value in self.threshold_grid:
+                self.threshold = value
+                out.append(self.predict(batch))
+            return np.stack(out)
+        finally:
+            self.threshold = kept
+
+    def close(self) -> None:
+        """Release what ``predict`` holds (process pools). The runner calls it when done."""
 
     def parameter_count(self) -> int:
         return 0

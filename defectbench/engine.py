@@ -12,6 +12,11 @@
 An interrupted build leaves only ``OUT.partial``, which never looks like a dataset (no manifest); the
 next run of the same build (same recipe file, source, seed, limit) reuses the finished shards and
 builds the rest. A different build wipes it first.
+
+Job arrays (Slurm, Kubernetes; issue 8): ``num_shards=N, shard_index=i`` builds only the shards whose
+position in the fixed task list is ``i`` mod ``N`` (so the shards themselves never depend on N) into
+``OUT.parts/IIIII-of-NNNNN/`` with a ``part.json``; ``defectbench merge`` (:mod:`defectbench.merge`)
+checks the parts and runs step 3 on them (:func:`finish`).
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -38,6 +45,13 @@ from .sources import Listing, list_source
 
 SILENCE = 1e-4
 """Peak below which a source item counts as silent (-80 dBFS)."""
+
+POOL_RESTARTS = 2
+"""How often a build replaces a process pool whose worker died (each time rebuilding the shards in flight)."""
+
+KILL_HOOK = "DEFECTBENCH_TEST_KILL_SHARD"
+"""Test hook (tests/test_dist.py): ``NAME:MARKER`` makes the worker building shard NAME exit abruptly, once
+(it first creates the file MARKER; with MARKER present it builds normally). Unset, it does nothing."""
 
 
 @dataclass
@@ -62,6 +76,10 @@ class BuildResult:
     seconds: float
     reused_shards: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
+    """Shards rebuilt because a worker process died while they were in flight."""
+    part: dict[str, Any] | None = None
+    """Job-array mode: the ``part.json`` of the part built (``manifest`` is then empty)."""
 
 
 def prepare(audio: np.ndarray, rate: int, recipe: Recipe, min_samples: int) -> np.ndarray:
@@ -107,7 +125,7 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     skipped: list[dict[str, str]] = []
     used = 0
     try:
-        for item in task.items:
+        for n, item in enumerate(task.items):
             try:
                 audio, rate = item.load()
                 audio = prepare(audio, rate, recipe, pipeline.min_samples)
@@ -126,6 +144,8 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
                                 "reason": f"processing failed: {type(exc).__name__}: {exc}"})
             if on_item:
                 on_item()
+            if n == 0:
+                _maybe_die(task.name)  # test hook: dies with one item in the .tmp file
         writer.close()
     except BaseException:
         writer.writer.close()
@@ -139,6 +159,18 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     json_tmp.write_text(json.dumps(summary))
     json_tmp.rename(out_dir / f"{task.name}.json")  # the .json marks the shard complete
     return summary
+
+
+def _maybe_die(name: str) -> None:
+    """The :data:`KILL_HOOK` test hook: simulate a worker killed mid-shard (no cleanup, no exception)."""
+    hook = os.environ.get(KILL_HOOK)
+    if hook and hook.split(":", 1)[0] == name:
+        marker = Path(hook.split(":", 1)[1])
+        try:
+            marker.touch(exist_ok=False)
+        except FileExistsError:
+            return
+        os._exit(13)
 
 
 def make_tasks(listing: Listing, recipe: Recipe, seed: int, limit: int | None, shard_dir: Path, schema) -> list[ShardTask]:
@@ -164,12 +196,28 @@ def default_executor(workers: int) -> Executor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
+def parts_dir(out: str | Path) -> Path:
+    """Where job-array parts of the build ``out`` go: ``OUT.parts/IIIII-of-NNNNN/``."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
 def build(recipe_name: str | Path, source: str | None = None, out: str | Path | None = None, *,
           metadata: str | Path | None = None, seed: int | None = None, limit: int | None = None,
           workers: int = 1, overwrite: bool = False, progress: bool = True,
-          executor: Executor | None = None) -> BuildResult:
-    """Build a recipe into a dataset folder (see the module docstring)."""
+          executor: Executor | None = None, num_shards: int | None = None,
+          shard_index: int | None = None) -> BuildResult:
+    """Build a recipe into a dataset folder (see the module docstring).
+
+    With ``num_shards``/``shard_index`` build only that part of the shards (job-array mode) into
+    ``parts_dir(out)``; ``defectbench merge`` makes the dataset folder from all parts.
+    """
     t0 = time.perf_counter()
+    if (num_shards is None) != (shard_index is None):
+        raise DefectbenchError("--num-shards and --shard-index go together")
+    if num_shards is not None and not (num_shards >= 1 and 0 <= shard_index < num_shards):
+        raise DefectbenchError(f"--shard-index must be in 0..{num_shards - 1} and --num-shards at least 1 "
+                               f"(got {shard_index} of {num_shards})")
     recipe = load_recipe(recipe_name)
     source = source or recipe.source.default
     seed = recipe.seed if seed is None else seed
@@ -183,7 +231,8 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
     features = build_features(pipeline.features(), recipe.source.rate)
     listing = list_source(source, metadata, seed)
 
-    partial = out.with_name(out.name + ".partial")
+    part = num_shards is not None
+    partial = parts_dir(out) / f"{shard_index:05d}-of-{num_shards:05d}" if part else out.with_name(out.name + ".partial")
     shard_dir = partial / "shards"
     key = build_key(recipe, source, metadata, seed, limit)
     key_file = partial / "build-key"
@@ -195,13 +244,35 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
     tasks = make_tasks(listing, recipe, seed, limit, shard_dir, features.arrow_schema)
     if not tasks:
         raise DefectbenchError(f"source {source!r} gave no items to build")
+    all_tasks = tasks
+    if part:
+        tasks = [t for pos, t in enumerate(tasks) if pos % num_shards == shard_index]
     done = {t.name for t in tasks if (shard_dir / f"{t.name}.json").is_file()}
     todo = [t for t in tasks if t.name not in done]
     total_items = sum(len(t.items) for t in tasks)
-    _run_tasks(todo, workers, executor, progress, total_items,
-               sum(len(t.items) for t in tasks if t.name in done), f"build {recipe.name}")
+    retried = _run_tasks(todo, workers, executor, progress, total_items,
+                         sum(len(t.items) for t in tasks if t.name in done), f"build {recipe.name}")
+    if part:
+        info = {"key": key, "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.sha256},
+                "source": source, "metadata": str(metadata) if metadata else None, "seed": seed, "limit": limit,
+                "defectbench_version": __version__, "num_shards": num_shards, "shard_index": shard_index,
+                "shards": [t.name for t in all_tasks], "built": [t.name for t in tasks],
+                "listing": {"description": listing.description, "license": listing.license,
+                            "skipped": [list(s) for s in listing.skipped]}}
+        tmp = partial / ".part.json.tmp"
+        tmp.write_text(json.dumps(info, indent=1) + "\n")
+        tmp.rename(partial / "part.json")  # written last: marks the part complete
+        return BuildResult(partial, {}, time.perf_counter() - t0, reused_shards=len(done), retried=retried, part=info)
 
-    summaries = [json.loads((shard_dir / f"{t.name}.json").read_text()) for t in tasks]
+    manifest = finish(partial, out, tasks, recipe, pipeline, listing, source, metadata, seed, limit, features)
+    return BuildResult(out, manifest, time.perf_counter() - t0, reused_shards=len(done),
+                       skipped=manifest["skipped"], retried=retried)
+
+
+def finish(partial: Path, out: Path, tasks, recipe: Recipe, pipeline, listing: Listing, source: str,
+           metadata: Path | None, seed: int, limit: int | None, features) -> dict[str, Any]:
+    """Step 3: every shard of ``tasks`` is complete in ``partial/shards``; assemble and rename to ``out``."""
+    summaries = [json.loads((partial / "shards" / f"{t.name}.json").read_text()) for t in tasks]
     manifest = _assemble(partial, tasks, summaries, recipe, pipeline, listing, source, metadata, seed, limit, features)
     if out.exists():
         old = out.with_name(out.name + ".old")
@@ -211,30 +282,56 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
         shutil.rmtree(old)
     else:
         partial.rename(out)
-    return BuildResult(out, manifest, time.perf_counter() - t0, reused_shards=len(done), skipped=manifest["skipped"])
+    return manifest
 
 
 def _run_tasks(todo: list[ShardTask], workers: int, executor: Executor | None, progress: bool,
-               total: int, completed: int, label: str) -> None:
+               total: int, completed: int, label: str) -> list[str]:
+    """Build ``todo``; returns the names of shards rebuilt after a worker process died.
+
+    A dead worker breaks a ``ProcessPoolExecutor`` (every unfinished future raises BrokenProcessPool):
+    the unfinished shards go to a fresh pool, at most :data:`POOL_RESTARTS` times. A shard is written
+    atomically, so a dead worker leaves no half shard behind. (Dask reschedules a dead worker's tasks
+    itself; see :mod:`defectbench.executors`.)
+    """
     from .progress import item_progress
 
+    retried: list[str] = []
     with item_progress(label, total, completed, enabled=progress) as advance:
         if not todo:
-            return
+            return retried
         if executor is None and workers <= 1:
             for task in todo:
                 build_shard(task, on_item=lambda: advance(1))
-            return
-        own = executor is None
-        executor = executor or default_executor(workers)
-        try:
-            futures: dict[Future, ShardTask] = {executor.submit(build_shard, t): t for t in todo}
-            for fut in as_completed(futures):
-                fut.result()  # re-raises a worker's failure
-                advance(len(futures[fut].items))
-        finally:
-            if own:
-                executor.shutdown(cancel_futures=True)
+            return retried
+        pending = todo
+        for attempt in range(POOL_RESTARTS + 1):
+            own = executor is None
+            pool = executor or default_executor(workers)
+            broken: list[ShardTask] = []
+            try:
+                futures: dict[Future, ShardTask] = {pool.submit(build_shard, t): t for t in pending}
+                for fut in as_completed(futures):
+                    try:
+                        fut.result()  # re-raises a worker's failure
+                    except BrokenProcessPool:
+                        broken.append(futures[fut])
+                        continue
+                    advance(len(futures[fut].items))
+            finally:
+                if own:
+                    pool.shutdown(cancel_futures=True)
+            if not broken:
+                return retried
+            names = ", ".join(sorted(t.name for t in broken))
+            if not own or attempt == POOL_RESTARTS:
+                raise DefectbenchError(f"a worker process died ({attempt + 1} pool(s) broken); shards not built: "
+                                       f"{names}; finished shards are kept, run the same command to resume")
+            print(f"warning: a worker process died; rebuilding the {len(broken)} unfinished shards on a "
+                  f"fresh pool ({names})", file=sys.stderr)
+            retried += [t.name for t in broken]
+            pending = [t for t in pending if any(t is b for b in broken)]
+    return retried
 
 
 def _assemble(partial: Path, tasks, summaries, recipe: Recipe, pipeline, listing: Listing, source: str,

@@ -1,0 +1,155 @@
+"""Training and scoring on several GPUs with ``torchrun`` (issue 8): the generic pieces.
+
+Launch any training/scoring script unchanged with ``torchrun --nproc_per_node=G script ...``; the script
+calls :func:`init` and gets a :class:`DistContext`. Without torchrun (or with one process) everything is
+a no-op: one GPU or the CPU, no process group -- the default stays exactly what it was.
+
+Conventions (so that a run on G GPUs trains the same model as a run on one):
+
+* ``batch_size`` is the **global** batch (the paper's hyper-parameter); each rank takes
+  ``batch_size / world_size`` samples of it. :func:`train_loader` uses ``DistributedSampler``, whose
+  shuffled order on rank r is ``perm[r::world]``, so one step's G per-rank batches together are the
+  single-process batch, and DDP's gradient average over ranks equals the gradient of the mean loss over
+  the global batch (``tests/test_dist.py`` checks this against a one-process run).
+* Only rank 0 writes checkpoints and logs (:func:`save_on_main`, ``ctx.is_main``).
+* Scoring splits the rows ``r, r+G, r+2G, ...`` over ranks with no padding (``DistributedSampler``
+  would repeat rows to even out the ranks, which would bias metrics); :func:`gather_in_order`
+  puts the per-row outputs back in dataset order.
+
+Backends: NCCL on GPUs, gloo on CPU (which is what the tests use: 2 processes on one CPU).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from .core import DefectbenchError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init(device: str | None = None) -> DistContext:
+    """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
+
+    ``device``: ``cpu`` forces CPU/gloo; default: GPU ``LOCAL_RANK`` when CUDA is there, else CPU.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if world <= 1:
+        dev = torch.device(device) if device else torch.device("cuda" if use_cuda else "cpu")
+        return DistContext(device=dev)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise DefectbenchError(f"torchrun started {local_rank + 1}+ processes on a node with "
+                                   f"{torch.cuda.device_count()} GPUs; use --nproc_per_node={torch.cuda.device_count()}")
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistContext(rank, world, local_rank, dev)
+
+
+def cleanup(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """Move to the rank's device; wrap in DistributedDataParallel when there are several ranks."""
+    model = model.to(ctx.device)
+    if not ctx.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model (for saving a state dict that loads without DDP)."""
+    return model.module if hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def train_loader(dataset: Dataset, batch_size: int, ctx: DistContext, *, seed: int, shuffle: bool = True,
+                 drop_last: bool = True, **kwargs: Any) -> DataLoader:
+    """A loader over this rank's share; ``batch_size`` is global. Call :func:`set_epoch` every epoch."""
+    if batch_size % ctx.world_size:
+        raise DefectbenchError(f"batch size {batch_size} does not split over {ctx.world_size} processes; "
+                               f"use a multiple of {ctx.world_size}")
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=shuffle,
+                                 seed=seed, drop_last=drop_last)
+    return DataLoader(dataset, batch_size=batch_size // ctx.world_size, sampler=sampler, drop_last=drop_last, **kwargs)
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+
+
+def score_indices(n: int, ctx: DistContext) -> list[int]:
+    """This rank's rows for scoring: ``rank, rank + G, ...`` (every row once, no padding)."""
+    return list(range(ctx.rank, n, ctx.world_size))
+
+
+def score_loader(dataset: Dataset, batch_size: int, ctx: DistContext, **kwargs: Any) -> DataLoader:
+    return DataLoader(Subset(dataset, score_indices(len(dataset), ctx)), batch_size=batch_size, shuffle=False, **kwargs)
+
+
+def gather_in_order(local: np.ndarray, n: int, ctx: DistContext) -> np.ndarray:
+    """Per-row outputs of :func:`score_loader` on every rank -> all ``n`` rows in dataset order (on every rank)."""
+    local = np.asarray(local)
+    if not ctx.enabled:
+        return local
+    pieces: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(pieces, local)
+    out = np.empty((n, *local.shape[1:]), dtype=local.dtype)
+    for rank, piece in enumerate(pieces):
+        out[rank::ctx.world_size] = piece
+    return out
+
+
+def mean_over_ranks(value: float, ctx: DistContext) -> float:
+    """The mean of a scalar (a loss for the log) over the ranks."""
+    if not ctx.enabled:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return float(t.item()) / ctx.world_size
+
+
+def save_on_main(obj: Any, path: str | Path, ctx: DistContext) -> bool:
+    """``torch.save`` on rank 0 only (atomically), then wait for it on every rank; True where it wrote."""
+    wrote = False
+    if ctx.is_main:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(obj, tmp)
+        tmp.rename(path)
+        wrote = True
+    if ctx.enabled:
+        dist.barrier()
+    return wrote

@@ -1,0 +1,351 @@
+"""The result file: a typed, validated record of one scoring run, and its raw predictions.
+
+A result (``results/<dataset>/<model>.json``) says what was scored (model, dataset recipe and
+fingerprint, split, count), how the decision threshold was chosen (always on validation), the
+metrics with bootstrap intervals, the throughput, the environment, and where the raw per-sample
+predictions are (a parquet file beside it, with its SHA-256). The predictions hold exactly what a
+scorer needs to recompute every metric against the dataset's own targets: sample ids in split order
+and the scores; the decision rule is in the result (``threshold.decision``: a frame is positive iff
+its score >= decision; 5-way: arg-max). :func:`verify` does that recomputation (the leaderboard's
+check); the schema's validators reject values that contradict each other (a metric that does not
+follow from the stored counts, a percentage above 100, a malformed hash).
+
+Modelled on MTEB's typed task results and lm-evaluation-harness's hashes of the items scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from . import metrics as M
+from .core import DefectbenchError
+
+SCHEMA_VERSION = 1
+Percent = Field(ge=0.0, le=100.0)
+Fraction = Field(ge=0.0, le=1.0)
+SHA256 = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelInfo(Strict):
+    name: str
+    description: str = ""
+    options: dict[str, Any] = {}
+    parameters: int = Field(ge=0)
+    weights_hash: str | None = None
+    checkpoint: str | None = None
+
+
+class DatasetInfo(Strict):
+    path: str
+    recipe: str
+    fingerprint: str
+    task: Literal["framewise", "multiclass"]
+    split: str
+    count: int = Field(ge=0)
+    label_names: list[str]
+
+
+class SweepPoint(Strict):
+    """One threshold tried on the validation split."""
+
+    value: float
+    accuracy: float | None = Percent
+    precision: float | None = Percent
+    recall: float | None = Percent
+    f1: float | None = Percent
+
+
+class Threshold(Strict):
+    kind: Literal["internal", "score", "argmax"]
+    """internal: a detector setting (SigClick's dB), scores are then 0/1; score: applied to scores; argmax: 5-way."""
+    value: float | None
+    unit: str = ""
+    decision: float | None
+    """What the stored scores are compared with: positive iff score >= decision (``None``: arg-max)."""
+    chosen_on: Literal["validation", "none"]
+    criterion: str
+    validation_count: int = Field(ge=0)
+    sweep: list[SweepPoint] = []
+
+
+class Interval(Strict):
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def ordered(self) -> "Interval":
+        if self.low > self.high:
+            raise ValueError("interval low above high")
+        return self
+
+
+class Counts(Strict):
+    tp: int = Field(ge=0)
+    fp: int = Field(ge=0)
+    fn: int = Field(ge=0)
+    tn: int = Field(ge=0)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(b)))
+
+
+class FramewiseMetrics(Strict):
+    kind: Literal["framewise"] = "framewise"
+    accuracy: float | None = Percent
+    precision: float | None = Percent
+    recall: float | None = Percent
+    f1: float | None = Percent
+    average_precision: float | None = Percent
+    counts: Counts
+    intervals: dict[str, Interval | None] = {}
+    breakdown: dict[str, list[dict[str, Any]]] = {}
+
+    @model_validator(mode="after")
+    def follows_from_counts(self) -> "FramewiseMetrics":
+        c = self.counts
+        expected = M.binary_from_counts([c.tp, c.fp, c.fn, c.tn])
+        for key, value in expected.items():
+            if not _close(getattr(self, key), value):
+                raise ValueError(f"{key} = {getattr(self, key)} does not follow from the counts ({value})")
+        return self
+
+
+class MulticlassMetrics(Strict):
+    kind: Literal["multiclass"] = "multiclass"
+    accuracy: float | None = Fraction
+    balanced_accuracy: float | None = Fraction
+    per_class_recall: dict[str, float | None]
+    confusion: list[list[int]]
+    confusion_normalized: list[list[float | None]]
+    support: list[int]
+    intervals: dict[str, Interval | None] = {}
+    breakdown: dict[str, list[dict[str, Any]]] = {}
+
+    @model_validator(mode="after")
+    def follows_from_confusion(self) -> "MulticlassMetrics":
+        cm = np.asarray(self.confusion)
+        if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or (cm < 0).any():
+            raise ValueError("confusion must be a square matrix of counts")
+        expected = M.multiclass_from_confusion(cm)
+        for key in ("accuracy", "balanced_accuracy"):
+            if not _close(getattr(self, key), expected[key]):
+                raise ValueError(f"{key} = {getattr(self, key)} does not follow from the confusion matrix")
+        got = list(self.per_class_recall.values())
+        if len(got) != len(cm) or not all(_close(a, b) for a, b in zip(got, expected["per_class_recall"])):
+            raise ValueError("per_class_recall does not follow from the confusion matrix")
+        flat_got = [v for r in self.confusion_normalized for v in r]
+        flat_exp = [v for r in expected["confusion_normalized"] for v in r]
+        if len(flat_got) != len(flat_exp) or not all(_close(a, b) for a, b in zip(flat_got, flat_exp)):
+            raise ValueError("confusion_normalized does not follow from the confusion matrix")
+        if self.support != expected["support"]:
+            raise ValueError("support does not follow from the confusion matrix")
+        return self
+
+
+class Throughput(Strict):
+    segments: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    """Wall time of the scoring pass over the split (reading, decoding, predicting)."""
+    segments_per_s: float = Field(ge=0)
+    predict_seconds: float = Field(ge=0)
+    """Time inside ``predict`` only."""
+    device: str
+    workers: int = Field(ge=1)
+
+
+class Environment(Strict):
+    python: str
+    platform: str
+    cpu: str
+    cpu_count: int
+    gpu: str | None
+    packages: dict[str, str]
+    git_commit: str | None
+    git_dirty: bool | None
+
+
+class Predictions(Strict):
+    path: str
+    """Relative to the result file's folder."""
+    sha256: str = SHA256
+    rows: int = Field(ge=0)
+    format: Literal["parquet"] = "parquet"
+
+
+class Result(Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    created: str
+    model: ModelInfo
+    task: Literal["framewise", "multiclass"]
+    dataset: DatasetInfo
+    threshold: Threshold
+    metrics: FramewiseMetrics | MulticlassMetrics = Field(discriminator="kind")
+    throughput: Throughput
+    environment: Environment
+    predictions: Predictions
+    plots: list[str] = []
+
+    @model_validator(mode="after")
+    def consistent(self) -> "Result":
+        if self.task != self.dataset.task or self.metrics.kind != self.task:
+            raise ValueError("task, dataset.task and metrics.kind differ")
+        if self.predictions.rows != self.dataset.count:
+            raise ValueError("predictions rows differ from the dataset count")
+        if self.threshold.chosen_on != "validation" and self.threshold.kind != "argmax":
+            raise ValueError("a decision threshold must be chosen on the validation split")
+        return self
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2) + "\n")
+
+
+def load(path: str | Path) -> Result:
+    """Read and validate a result file (raises pydantic's ValidationError on a bad one)."""
+    return Result.model_validate_json(Path(path).read_text())
+
+
+# ------------------------------------------------------------------------------ predictions -----
+
+
+def write_predictions(path: Path, ids: list[str], item_ids: list[str], scores: np.ndarray) -> str:
+    """Write the per-sample scores (split order) as parquet; return the file's SHA-256."""
+    scores = np.asarray(scores, dtype=np.float32)
+    width = scores.shape[1]
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "item_id": pa.array(item_ids, pa.string()),
+            "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel(), pa.float32()), width),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd")
+    return file_sha256(path)
+
+
+def read_predictions(path: Path) -> tuple[list[str], np.ndarray]:
+    table = pq.read_table(path)
+    scores = table.column("scores").combine_chunks()
+    width = scores.type.list_size
+    return table.column("id").to_pylist(), np.array(scores.flatten().to_numpy().reshape(-1, width))
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(result_path: str | Path, dataset: str | Path | None = None) -> Result:
+    """Check a result: schema, predictions hash, and (given the dataset) every headline metric recomputed.
+
+    Raises :class:`DefectbenchError` naming the first mismatch.
+    """
+    result_path = Path(result_path)
+    result = load(result_path)
+    pred_path = result_path.parent / result.predictions.path
+    if not pred_path.exists():
+        raise DefectbenchError(f"predictions file {pred_path} is missing")
+    if file_sha256(pred_path) != result.predictions.sha256:
+        raise DefectbenchError(f"predictions file {pred_path} does not match the hash in {result_path}")
+    ids, scores = read_predictions(pred_path)
+    if len(ids) != result.predictions.rows:
+        raise DefectbenchError("predictions row count differs from the result")
+    if dataset is None:
+        return result
+    from .dataset import iter_rows, read_manifest
+
+    manifest = read_manifest(dataset)
+    if manifest.get("fingerprint") != result.dataset.fingerprint:
+        raise DefectbenchError("the dataset's fingerprint differs from the one scored")
+    rows = [(r["id"], r["target"], r["label"]) for r in iter_rows(dataset, result.dataset.split)]
+    if [r[0] for r in rows] != ids:
+        raise DefectbenchError("prediction ids differ from the dataset split's ids (or their order)")
+    if result.task == "framewise":
+        targets = np.stack([r[1] for r in rows])
+        again = M.framewise_metrics(targets, scores, result.threshold.decision)
+        keys = ("accuracy", "precision", "recall", "f1", "average_precision")
+    else:
+        again = M.multiclass_metrics(np.array([r[2] for r in rows]), scores)
+        keys = ("accuracy", "balanced_accuracy")
+    for key in keys:
+        if not _close(getattr(result.metrics, key), again[key]):
+            raise DefectbenchError(f"{key}: result says {getattr(result.metrics, key)}, predictions give {again[key]}")
+    return result
+
+
+# ------------------------------------------------------------------------------ environment -----
+
+PACKAGES = ("defectbench", "numpy", "scipy", "essentia", "torch", "pyarrow", "datasets", "soundfile", "pydantic")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment() -> Environment:
+    """Package versions, git commit, CPU and GPU of this run."""
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    gpu = None
+    if "torch" in sys.modules:  # only a neural detector has loaded torch; never import it just for this
+        torch = sys.modules["torch"]
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return Environment(
+        python=platform.python_version(),
+        platform=platform.platform(),
+        cpu=_cpu_name(),
+        cpu_count=os.cpu_count() or 1,
+        gpu=gpu,
+        packages=packages,
+        git_commit=_git("rev-parse", "HEAD"),
+        git_dirty=None if status is None else bool(status),
+    )
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types (numpy scalars and tuples converted) for metrics dicts."""
+    return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else list(o)))
