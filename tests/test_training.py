@@ -176,18 +176,21 @@ def test_user_errors_are_one_line(clicks, video, tmp_path):
 
 
 def test_train_command(clicks, tmp_path):
+    from defectbench.commands import scoring
     from defectbench.commands import training as cmd
 
     app = typer.Typer()
     cmd.register(app)
+    scoring.register(app)  # `defectbench models` lives there
     out = tmp_path / "cli"
     r = CliRunner().invoke(app, ["train", "--model", "hooknet", "--dataset", str(clicks), "--config", "tiny",
                                  "--max-steps", "2", "--batch-size", "6", "--out", str(out), "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert "best accuracy" in r.output
     assert load_checkpoint(out)["train"]["max_steps"] == 2
-    r = CliRunner().invoke(app, ["models"])
-    assert r.exit_code == 0 and "27,331,777" in r.output and "hooknet" in r.output and "cnn6" in r.output
+    r = CliRunner().invoke(app, ["models"], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "27,331,777" in r.output and "4,569,669" in r.output and "52,979" in r.output
 
 
 def test_runner_hooks_configurations_and_from_checkpoint(clicks, tmp_path):

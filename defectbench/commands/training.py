@@ -1,4 +1,5 @@
-"""``defectbench train`` (SPEC 4) and ``defectbench models`` (each neural configuration's parameter count)."""
+"""``defectbench train`` (SPEC 4). ``defectbench models`` (in ``scoring.py``) prints each neural configuration's
+parameter count through the detectors' ``configurations()``."""
 
 from __future__ import annotations
 
@@ -6,23 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-
-
-def model_table() -> list[dict]:
-    """One row per detector (and per configuration of the neural ones) with its trainable parameter count."""
-    from .. import detectors
-    from ..training import TorchDetector
-
-    rows = []
-    for name, cls in sorted(detectors.load_all().items()):
-        if issubclass(cls, TorchDetector):
-            for cfg_name, cfg in cls.model_configs().items():
-                model = cls.build(cfg)
-                n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-                rows.append({"model": name, "config": cfg_name, "task": "/".join(cls.tasks), "parameters": n})
-        else:
-            rows.append({"model": name, "config": "-", "task": "/".join(cls.tasks), "parameters": None})
-    return rows
 
 
 def register(app: typer.Typer) -> None:
@@ -55,17 +39,3 @@ def register(app: typer.Typer) -> None:
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers,
         ), log=typer.echo)
-
-    if any(c.name == "models" for c in app.registered_commands):
-        return
-
-    @app.command()
-    def models() -> None:
-        """List the detectors; for the neural ones, each configuration's trainable parameter count."""
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("model", "config", "task", "trainable parameters")
-        for r in model_table():
-            table.add_row(r["model"], r["config"], r["task"], "-" if r["parameters"] is None else f"{r['parameters']:,}")
-        Console().print(table)
