@@ -31,6 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from defectbench.core import DefectbenchError
+from defectbench.detectors import register
+from defectbench.training import Recipe, TorchDetector
+
 LABELS = ("no_defect", "hum", "hiss", "distortion", "click")
 
 
@@ -223,10 +227,6 @@ CONFIGURATIONS = {
 
 
 # ----------------------------------------------------------------------------- detector
-
-from defectbench.core import DefectbenchError  # noqa: E402
-from defectbench.detectors import register  # noqa: E402
-from defectbench.training import Recipe, TorchDetector  # noqa: E402
 
 
 @register

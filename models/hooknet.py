@@ -24,11 +24,15 @@ Wave-U-Net; batch norm and activation after the expanding conv; no activation af
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from defectbench.core import DefectbenchError
+from defectbench.detectors import register
+from defectbench.training import Recipe, TorchDetector, positive_rate, weighted_rms_loss
 
 PAPER_PARAMETERS = 27_307_633  # music paper, section 6
 
@@ -152,9 +156,6 @@ CONFIGURATIONS = {
 
 # ----------------------------------------------------------------------------- detector
 
-from defectbench.detectors import register  # noqa: E402
-from defectbench.training import Recipe, TorchDetector, positive_rate, weighted_rms_loss  # noqa: E402
-
 
 @register
 class HookNetDetector(TorchDetector):
@@ -175,8 +176,6 @@ class HookNetDetector(TorchDetector):
         return HookNet(config)
 
     def check_row(self, row: dict, audio) -> None:
-        from defectbench.core import DefectbenchError
-
         if len(audio) != self.config.input_length:
             raise DefectbenchError(f"hooknet: row {row.get('id')}: {len(audio)} samples, the model takes {self.config.input_length}")
 

@@ -10,7 +10,7 @@ from models_fixtures import click_dataset, video_dataset
 from typer.testing import CliRunner
 
 from defectbench.core import DefectbenchError
-from defectbench.models.cnn6 import Cnn6, Cnn6Detector
+from defectbench.models.cnn6 import Cnn6Detector
 from defectbench.models.hooknet import CONFIGURATIONS, HookNet, HookNetDetector
 from defectbench.training import (ParquetRows, TrainOptions, balanced_accuracy, collate, load_checkpoint, loader,
                                   positive_rate, train, validation_rows, weighted_rms_loss, Recipe)
