@@ -11,6 +11,16 @@ Conventions (so that a run on G GPUs trains the same model as a run on one):
   shuffled order on rank r is ``perm[r::world]``, so one step's G per-rank batches together are the
   single-process batch, and DDP's gradient average over ranks equals the gradient of the mean loss over
   the global batch (``tests/test_dist.py`` checks this against a one-process run).
+* Streaming data (``training.ParquetRows``) is sharded by parquet row groups over rank x DataLoader
+  worker, so the ranks get a few rows more or less; :func:`every_rank_has` ends an epoch's loop when
+  the first rank runs out, so that every rank takes the same number of DDP steps.
+* A loss that is not a mean of per-row terms (Hook-Net's root-mean-square) is computed from global sums
+  (:func:`global_sum`): the single-process loss of the global batch, with its exact gradient.
+* BatchNorm becomes ``SyncBatchNorm`` on GPUs (:func:`wrap_model`): statistics over the global batch,
+  as the papers' one-GPU training had them. torch has no CPU SyncBatchNorm, so on CPU (gloo) each
+  rank normalises with its own share's statistics and DDP copies rank 0's running statistics to the
+  other ranks before every forward (``broadcast_buffers``); :func:`sync_buffers` does the same before
+  an evaluation.
 * Only rank 0 writes checkpoints and logs (:func:`save_on_main`, ``ctx.is_main``).
 * Scoring splits the rows ``r, r+G, r+2G, ...`` over ranks with no padding (``DistributedSampler``
   would repeat rows to even out the ranks, which would bias metrics); :func:`gather_in_order`
@@ -22,9 +32,10 @@ Backends: NCCL on GPUs, gloo on CPU (which is what the tests use: 2 processes on
 from __future__ import annotations
 
 import os
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -40,6 +51,7 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # init() set the process group up (cleanup() tears it down)
 
     @property
     def enabled(self) -> bool:
@@ -69,24 +81,46 @@ def init(device: str | None = None) -> DistContext:
         dev = torch.device("cuda", local_rank)
     else:
         dev = torch.device("cpu")
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistContext(rank, world, local_rank, dev)
+    return DistContext(rank, world, local_rank, dev, owns)
 
 
 def cleanup(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
+    if ctx.enabled and ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 
-def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
-    """Move to the rank's device; wrap in DistributedDataParallel when there are several ranks."""
+def finish(ctx: DistContext) -> None:
+    """The end of a command under torchrun: wait for every rank (rank 0 writing), then :func:`cleanup`."""
+    if ctx.enabled:
+        dist.barrier()
+    cleanup(ctx)
+
+
+def wrap_model(model: torch.nn.Module, ctx: DistContext, sync_batchnorm: bool = True) -> torch.nn.Module:
+    """Move to the rank's device; wrap in DistributedDataParallel when there are several ranks.
+
+    ``sync_batchnorm``: on GPUs, BatchNorm layers become ``SyncBatchNorm`` first (statistics over the
+    global batch; the state dict keeps its keys, so the checkpoint loads into the plain model). torch
+    has no CPU SyncBatchNorm: on CPU the layers stay per rank. :func:`unwrap` gives the module trained.
+    """
     model = model.to(ctx.device)
     if not ctx.enabled:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
+    if sync_batchnorm and ctx.device.type == "cuda":
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return DistributedDataParallel(model, device_ids=[ctx.local_rank] if ctx.device.type == "cuda" else None)
+
+
+def sync_buffers(model: torch.nn.Module, ctx: DistContext) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, as DDP does before each forward."""
+    if ctx.enabled:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -108,6 +142,86 @@ def train_loader(dataset: Dataset, batch_size: int, ctx: DistContext, *, seed: i
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
+
+
+def every_rank_has(batches: Iterable[Any], ctx: DistContext) -> Iterator[Any]:
+    """``batches`` until the first rank runs out (one tiny all-reduce per step).
+
+    DDP needs the same number of steps on every rank, and a stream sharded by row groups gives the
+    ranks a few rows more or less. (torch's ``DistributedDataParallel.join`` instead lets the ranks that
+    ran out shadow the others' all-reduces with zero gradients, which shrinks those steps' gradients.)
+    """
+    it = iter(batches)
+    while True:
+        batch = next(it, None)
+        if ctx.enabled:
+            more = torch.tensor([batch is not None], dtype=torch.int32, device=ctx.device)
+            dist.all_reduce(more, op=dist.ReduceOp.MIN)
+            if not more.item():
+                return
+        elif batch is None:
+            return
+        yield batch
+
+
+def global_sum(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """``x.sum()`` over every rank's share of the global batch, differentiably.
+
+    The backward of torch's differentiable all-reduce sums the gradient over the ranks, and DDP's
+    average divides it back, so a loss built from global sums (the same value on every rank) gives
+    each parameter exactly the gradient of the single-process loss on the global batch -- also for a
+    loss that is not a mean of per-row terms, and for ranks with batches of different sizes.
+    """
+    total = x.sum()
+    return _SumOverRanks.apply(total) if ctx.enabled else total
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """An all-reduce (sum) whose backward sums the gradient over the ranks (every rank's output depends on
+    every rank's input). Written here because torch's public differentiable one
+    (``torch.distributed.nn.functional.all_reduce``) is deprecated and its successor is a private module."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def gather_on_main(obj: Any, ctx: DistContext) -> list[Any] | None:
+    """Every rank's ``obj`` (picklable), in rank order, on rank 0; None on the other ranks."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] | None = [None] * ctx.world_size if ctx.is_main else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
+def broadcast_from_main(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``obj`` on every rank (e.g. an evaluation, so that every rank takes rank 0's decisions)."""
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def parameter_hashes(model: torch.nn.Module, ctx: DistContext) -> list[str]:
+    """sha256 of the parameters on each rank (on every rank): DDP keeps the replicas identical."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    if not ctx.enabled:
+        return [h.hexdigest()]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, h.hexdigest())
+    return out
 
 
 def score_indices(n: int, ctx: DistContext) -> list[int]:

@@ -15,11 +15,16 @@ The steps (SPEC 4):
 
 :func:`run` takes a detector name or an already-constructed :class:`~defectbench.detectors.Detector`
 (a model restored from a checkpoint).
+
+Under ``torchrun --nproc_per_node G`` (the neural detectors) each process scores the rows
+``rank, rank + G, ...`` of validation and of the split on its GPU; the scores come back in dataset
+order (``distributed.gather_in_order``) and rank 0 alone computes the metrics and writes the result.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import os
 import time
@@ -30,6 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from . import distributed as D
 from . import metrics as M
 from . import plots
 from .core import SPLITS, DefectbenchError
@@ -53,20 +59,39 @@ CRITERIA = ("accuracy", "f1")
 
 
 class Rows:
-    """A re-iterable view of one split's rows (each ``iter`` reads the parquet files again)."""
+    """A re-iterable view of one split's rows (each ``iter`` reads the parquet files again).
 
-    def __init__(self, path: Path, split: str) -> None:
-        self.path, self.split = path, split
+    Under torchrun (``ctx``): this process's rows ``rank, rank + G, ...`` only, audio decoded for those.
+    """
+
+    def __init__(self, path: Path, split: str, ctx: D.DistContext = D.DistContext()) -> None:
+        self.path, self.split, self.ctx = path, split, ctx
 
     def __iter__(self) -> Iterator[dict]:
         from .dataset import iter_rows
 
-        return iter_rows(self.path, self.split)
+        if not self.ctx.enabled:
+            return iter_rows(self.path, self.split)
+        mine = itertools.islice(iter_rows(self.path, self.split, decode_audio=False), self.ctx.rank, None,
+                                self.ctx.world_size)
+        return map(_decode, mine)
 
-    def __len__(self) -> int:
+    def total(self) -> int:
+        """Rows of the split (every process's)."""
         from .dataset import count_rows
 
         return count_rows(self.path, self.split)
+
+    def __len__(self) -> int:
+        return len(D.score_indices(self.total(), self.ctx))
+
+
+def _decode(row: dict) -> dict:
+    """What ``dataset.iter_rows`` does to a row's audio by default."""
+    from .audio_io import read_wav_bytes
+
+    row["audio"], row["rate"] = read_wav_bytes(row["audio"]["bytes"])
+    return row
 
 
 def batched(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -191,14 +216,18 @@ def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progr
         progress.advance(task, len(batch))
     if not scores:
         raise DefectbenchError("the dataset has no validation rows to choose the threshold on")
-    value, m = best_score_threshold(np.concatenate(targets), np.concatenate(scores), criterion)
+    targets, scores = np.concatenate(targets), np.concatenate(scores)
+    if validation.ctx.enabled:  # every process's rows, in dataset order
+        n = validation.total()
+        targets, scores = D.gather_in_order(targets, n, validation.ctx), D.gather_in_order(scores, n, validation.ctx)
+    value, m = best_score_threshold(targets, scores, criterion)
     return Threshold(
         kind="score",
         value=value,
         decision=value,
         chosen_on="validation",
         criterion=criterion,
-        validation_count=sum(len(s) for s in scores),
+        validation_count=len(scores),
         sweep=[SweepPoint(value=value, **m)],
     )
 
@@ -225,8 +254,9 @@ def run(
     show_progress: bool = True,
     console: Console | None = None,
     make_plots: bool = True,
-) -> Result:
-    """Score ``detector`` on ``dataset``'s ``split``; write and return the validated :class:`Result`.
+) -> Result | None:
+    """Score ``detector`` on ``dataset``'s ``split``; write and return the validated :class:`Result`
+    (under torchrun: on rank 0; the other ranks return None).
 
     ``detector``: a registered name (constructed with ``options``, or from ``checkpoint`` through
     ``from_checkpoint``) or an already-constructed instance (used as is; its ``threshold`` is
@@ -235,8 +265,9 @@ def run(
     (``<stem>.predictions.parquet``) and plots (``<stem>.pr.png`` / ``<stem>.confusion.png``) go beside it.
     ``workers``: processes the detector may use (default: all cores).
     """
-    from .dataset import read_manifest
+    from .dataset import count_rows, read_manifest
 
+    ctx = D.init()  # under torchrun: this process's rank and GPU; otherwise one process, as before
     if split not in SPLITS:
         raise DefectbenchError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     if criterion not in CRITERIA:
@@ -254,31 +285,39 @@ def run(
         raise DefectbenchError(
             f"detector {detector.name!r} scores {', '.join(detector.tasks)} tasks; {dataset} is {task}"
         )
+    if ctx.enabled and (detector.threshold_grid or type(detector).fit is not Detector.fit):
+        raise DefectbenchError(f"torchrun scores the neural detectors; run {detector.name} in one process "
+                               "(it uses --workers processes)")
+    if ctx.enabled and min(count_rows(dataset, s) for s in {split, "validation"}) < ctx.world_size:
+        raise DefectbenchError(f"{dataset}: fewer {split}/validation rows than the {ctx.world_size} processes")
     detector.workers = max(1, int(workers or os.cpu_count() or 1))
     console = console or Console()
     out = Path(out) if out else default_out(dataset, detector.name)
     stem = out.with_suffix("")
-    if split == "validation" and task == "framewise":
+    if split == "validation" and task == "framewise" and ctx.is_main:
         console.print("[yellow]scoring the validation split: the threshold is chosen on the same rows[/]")
 
     try:
-        with _progress(show_progress) as progress:
+        with _progress(show_progress and ctx.is_main) as progress:
             detector.fit(Rows(dataset, "train"), Rows(dataset, "validation"))
             if task == "framewise":
                 if detector.threshold_grid:
                     threshold = choose_on_grid(detector, Rows(dataset, "validation"), criterion, progress)
                     detector.threshold = threshold.value
                 else:
-                    threshold = choose_on_scores(detector, Rows(dataset, "validation"), criterion, progress)
+                    threshold = choose_on_scores(detector, Rows(dataset, "validation", ctx), criterion, progress)
             else:
                 fitted = type(detector).fit is not Detector.fit
                 threshold = Threshold(
                     kind="argmax", value=None, decision=None, chosen_on="validation" if fitted else "none",
                     criterion=getattr(detector, "fit_criterion", "") if fitted else "", validation_count=0,
                 )
-            scored = _score(detector, Rows(dataset, split), task, len(label_names), progress)
+            scored = _score(detector, Rows(dataset, split, ctx), task, len(label_names), progress)
     finally:
         detector.close()
+    if not ctx.is_main:  # rank 0 has every row's scores and writes the result
+        D.finish(ctx)
+        return None
 
     ids, item_ids, params, truth, scores, seconds, predict_seconds = scored
     metrics = _metrics(task, truth, scores, threshold, item_ids, params, label_names, n_resamples, seed)
@@ -313,7 +352,7 @@ def run(
             seconds=seconds,
             segments_per_s=len(ids) / seconds if seconds > 0 else 0.0,
             predict_seconds=predict_seconds,
-            device=detector.device,
+            device=f"torchrun {ctx.world_size} x {detector.device}" if ctx.enabled else detector.device,
             workers=detector.workers,
         ),
         environment=environment(),
@@ -322,6 +361,7 @@ def run(
     )
     result.write(out)
     print_result(result, console, out)
+    D.finish(ctx)
     return result
 
 
@@ -351,7 +391,14 @@ def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress):
     if not ids:
         raise DefectbenchError(f"the {rows.split} split of {rows.path} has no rows")
     truth_arr = np.stack(truth) if task == "framewise" else np.asarray(truth, dtype=np.int64)
-    return ids, item_ids, params, truth_arr, np.concatenate(scores), seconds, predict_seconds
+    scores_arr = np.concatenate(scores)
+    ctx = rows.ctx
+    if ctx.enabled:  # every process's rows back in dataset order; times: the slowest process (one row each)
+        n = rows.total()
+        ids, item_ids, params = (D.gather_in_order(np.array(x, dtype=object), n, ctx).tolist() for x in (ids, item_ids, params))
+        truth_arr, scores_arr = D.gather_in_order(truth_arr, n, ctx), D.gather_in_order(scores_arr, n, ctx)
+        seconds, predict_seconds = D.gather_in_order(np.array([[seconds, predict_seconds]]), ctx.world_size, ctx).max(axis=0).tolist()
+    return ids, item_ids, params, truth_arr, scores_arr, seconds, predict_seconds
 
 
 def _metrics(task, truth, scores, threshold, item_ids, params, label_names, n_resamples, seed):

@@ -10,6 +10,10 @@
   CNN6 (video paper, section 5): NLL loss, Adam lr 1e-4 betas (0.9, 0.999), batch 512, every 100
   iterations balanced accuracy on a fixed 1 % of validation, the best evaluation kept.
 - Mixed precision (bf16 autocast) on CUDA, float32 on CPU; a fixed seed for init, shuffling and dropout.
+- Several GPUs: under ``torchrun`` (``defectbench.distributed``) :func:`train` runs DistributedDataParallel
+  with ``batch_size`` the global batch split over the ranks, each rank streaming a disjoint share of the
+  row groups, the loss taken over the global batch, BatchNorm synchronised on GPUs, evaluation split over
+  the ranks and decided on rank 0, and only rank 0 writing files. Without torchrun: one process, as before.
 - Checkpoints: ``torch.save`` of a plain dict (``format``, ``model``, ``config``, ``state_dict``,
   ``curve``, ``best``, ``train``) holding only tensors and primitive types, so that
   ``torch.load(weights_only=True)`` reads it; beside it ``config.json`` (everything but the weights)
@@ -36,6 +40,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from . import distributed as D
 from .core import DefectbenchError
 from .dataset import data_files, read_manifest
 from .detectors import Detector
@@ -61,14 +66,15 @@ def decode_audio(cell: dict) -> np.ndarray:
 class ParquetRows(IterableDataset):
     """Rows of one split as ``(audio float32 [n], target float32 [frames], label int64)``.
 
-    Order: the list of (file, row group) units is shuffled from ``(seed, epoch)``, each DataLoader
-    worker takes every ``num_workers``-th unit, and rows pass through a shuffle buffer of
-    ``buffer`` rows. ``shuffle=False`` gives file order. ``rows`` (global row numbers in file order)
-    restricts to a subset, e.g. CNN6's fixed 1 % of validation.
+    Order: the list of (file, row group) units is shuffled from ``(seed, epoch)`` (the same on every
+    rank), DataLoader worker w of rank r takes every ``(world x num_workers)``-th unit from the
+    ``(r x num_workers + w)``-th, and rows pass through a shuffle buffer of ``buffer`` rows.
+    ``shuffle=False`` gives file order. ``rows`` (global row numbers in file order) restricts to a
+    subset, e.g. CNN6's fixed 1 % of validation. ``rank``/``world``: the torchrun share.
     """
 
     def __init__(self, dataset: str | Path, split: str, *, shuffle: bool, seed: int = 0, buffer: int = 2048,
-                 rows: set[int] | None = None) -> None:
+                 rows: set[int] | None = None, rank: int = 0, world: int = 1) -> None:
         import pyarrow.parquet as pq
 
         self.files = split_files(dataset, split)
@@ -82,6 +88,7 @@ class ParquetRows(IterableDataset):
                 start += n
         self.num_rows = start if rows is None else len(rows)
         self.shuffle, self.seed, self.buffer, self.rows = shuffle, seed, buffer, rows
+        self.rank, self.world = rank, world
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -106,9 +113,11 @@ class ParquetRows(IterableDataset):
         if self.shuffle:
             units = [units[i] for i in rng.permutation(len(units))]
         info = get_worker_info()
-        if info is not None:
-            units = units[info.id :: info.num_workers]
-            rng = np.random.default_rng([self.seed, self.epoch, info.id])
+        if info is not None or self.world > 1:
+            workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
+            shard = self.rank * workers + worker
+            units = units[shard :: self.world * workers]
+            rng = np.random.default_rng([self.seed, self.epoch, shard])
         buf: list = []
         for unit in units:
             for row in self._unit_rows(unit):
@@ -196,10 +205,15 @@ class Recipe:
     patience: int | None = None  # early stop after this many evaluations without improvement
 
 
-def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float) -> torch.Tensor:
-    """Root-mean-square error of sigmoid outputs, positive frames weighted by ``pos_weight`` (music paper, 6.1)."""
+def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float,
+                      total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
+    """Root-mean-square error of sigmoid outputs, positive frames weighted by ``pos_weight`` (music paper, 6.1).
+
+    ``total`` sums over the batch; under torchrun :meth:`TorchDetector.batch_sum` sums over the global
+    batch (the RMS of the global batch is not the mean of the ranks' RMS).
+    """
     w = 1.0 + (pos_weight - 1.0) * target
-    return torch.sqrt(torch.sum(w * (torch.sigmoid(logits.float()) - target) ** 2) / torch.sum(w))
+    return torch.sqrt(total(w * (torch.sigmoid(logits.float()) - target) ** 2) / total(w))
 
 
 # -------------------------------------------------------------------------------- checkpoints ---
@@ -295,6 +309,14 @@ class TorchDetector(Detector):
             self.model = self.build(self.config)
         self.model.to(self.torch_device).eval()
         self.seconds, self.samples = 0.0, 0
+        self.dist = D.DistContext()  # train() sets the torchrun context: batch_sum() then spans the ranks
+
+    def batch_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """``x.sum()`` over the training batch; under torchrun over the global batch (``distributed.global_sum``)."""
+        return D.global_sum(x, self.dist)
+
+    def batch_mean(self, x: torch.Tensor) -> torch.Tensor:
+        return self.batch_sum(x) / self.batch_sum(torch.ones_like(x))
 
     @classmethod
     def config_from_dict(cls, d: dict) -> Any:
@@ -412,9 +434,13 @@ def validation_rows(n: int, recipe: Recipe, seed: int) -> set[int] | None:
     return set(np.random.default_rng([seed, 0xDA7A]).choice(n, size=k, replace=False).tolist())
 
 
-def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, classes: int) -> dict[str, float | None]:
+def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, classes: int,
+             ctx: D.DistContext = D.DistContext()) -> dict[str, float | None]:
+    """Validation metrics. Under torchrun each rank scores its share of the rows with rank 0's weights
+    and BatchNorm statistics; rank 0 computes the metrics from every share and every rank gets them."""
     model = det.model
     model.eval()
+    D.sync_buffers(model, ctx)
     outs, targets, labels = [], [], []
     with torch.inference_mode():
         for b in batches:
@@ -422,17 +448,25 @@ def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, cl
                 outs.append(model(b["audio"].to(det.torch_device, non_blocking=True)).float().cpu())
             targets.append(b["target"])
             labels.append(b["label"])
-    out = torch.cat(outs).numpy()
-    if task == "framewise":
-        t = torch.cat(targets).numpy()
-        return {"accuracy": accuracy(out, t), "f1": f1(out, t)}
-    lab = torch.cat(labels).numpy()
-    pred = out.argmax(axis=1)
-    return {"balanced_accuracy": balanced_accuracy(pred, lab, classes), "accuracy": float(np.mean(pred == lab))}
+    local = [(torch.cat(outs).numpy(), torch.cat(targets).numpy(), torch.cat(labels).numpy())] if outs else []
+    shares = D.gather_on_main(local, ctx)
+    val = None
+    if ctx.is_main:
+        out, t, lab = (np.concatenate(parts) for parts in zip(*[x for share in shares for x in share]))
+        if task == "framewise":
+            val = {"accuracy": accuracy(out, t), "f1": f1(out, t)}
+        else:
+            pred = out.argmax(axis=1)
+            val = {"balanced_accuracy": balanced_accuracy(pred, lab, classes), "accuracy": float(np.mean(pred == lab))}
+    return D.broadcast_from_main(val, ctx)
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
-    """Train ``opts.model`` on ``opts.dataset`` with its paper's recipe; returns the saved config dict."""
+    """Train ``opts.model`` on ``opts.dataset`` with its paper's recipe; returns the saved config dict.
+
+    Under ``torchrun --nproc_per_node G`` every process runs this: DistributedDataParallel over G ranks
+    (see the module docstring); the files and the log are rank 0's. Without torchrun: one process.
+    """
     from . import detectors
 
     cls = detectors.get(opts.model)
@@ -448,22 +482,39 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
     }.items() if v is not None}})
 
+    resolve_device(opts.device)  # --device cuda without CUDA: the error before any process group
+    ctx = D.init(None if opts.device == "auto" else opts.device)  # torchrun's rank; else a no-op
+    if recipe.batch_size % ctx.world_size:
+        raise DefectbenchError(f"batch size {recipe.batch_size} does not split over {ctx.world_size} processes; "
+                               f"use a multiple of {ctx.world_size}")
+    per_rank = recipe.batch_size // ctx.world_size
+    if not ctx.is_main:
+        log = lambda s: None  # noqa: E731
+
     torch.manual_seed(opts.seed)
     np.random.seed(opts.seed)  # nothing of ours uses numpy's global RNG; set for third-party code
-    det = cls(config=opts.config, device=opts.device)
+    det = cls(config=opts.config, device=str(ctx.device) if ctx.enabled else opts.device)
     device, model = det.torch_device, det.model
     if task == "multiclass" and getattr(det.config, "classes", classes) != classes:
         raise DefectbenchError(f"{opts.dataset} has {classes} classes; the {opts.model} model has {det.config.classes}")
     if opts.init:
         det.load_init(opts.init)
     det.prepare(opts.dataset)
+    if ctx.enabled:  # DDP (SyncBatchNorm on GPUs); det.model stays the plain module: evaluation, checkpoints
+        model = D.wrap_model(model, ctx)
+        det.model, det.dist = D.unwrap(model), ctx
+        torch.manual_seed(int(np.random.SeedSequence([opts.seed, ctx.rank]).generate_state(1)[0]))  # dropout per rank
 
-    train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed)
+    share = {"rank": ctx.rank, "world": ctx.world_size}
+    train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed, **share)
     val_full = ParquetRows(opts.dataset, "validation", shuffle=False)
     val_data = ParquetRows(opts.dataset, "validation", shuffle=False,
-                           rows=validation_rows(len(val_full), recipe, opts.seed))
+                           rows=validation_rows(len(val_full), recipe, opts.seed), **share)
     if len(train_data) == 0 or len(val_data) == 0:
         raise DefectbenchError(f"{opts.dataset}: train and validation splits must both be non-empty")
+    if len(train_data.units) < ctx.world_size:
+        raise DefectbenchError(f"{opts.dataset}: {len(train_data.units)} training row groups cannot feed "
+                               f"{ctx.world_size} processes")
     pin = device.type == "cuda"
     val_loader = loader(val_data, recipe.batch_size, opts.workers, pin)
     if recipe.val_fraction < 1.0:  # a fixed small subset evaluated often: decode it once
@@ -479,7 +530,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         total = min(total, recipe.max_steps)
 
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     curve: list[dict] = []
     best: dict[str, Any] = {"metric": recipe.metric, "value": None, "step": None, "epoch": None}
     stale = 0
@@ -489,6 +541,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
         "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
+                  "processes": ctx.world_size, "sync_batchnorm": ctx.enabled and device.type == "cuda",
                   "parameters": det.parameter_count(), "torch": str(torch.__version__)},
     }
 
@@ -499,7 +552,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         nonlocal stale
         loss = float(np.mean(losses[last_eval["step"] :])) if losses[last_eval["step"] :] else None
         last_eval["step"] = step
-        val = evaluate(det, val_loader, task, classes)
+        val = evaluate(det, val_loader, task, classes, ctx)  # the same values on every rank
         model.train()
         value = val[recipe.metric]
         curve.append({"step": step, "epoch": epoch, "train_loss": loss, "lr": optim.param_groups[0]["lr"],
@@ -509,8 +562,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         if best["value"] is None or value > best["value"]:
             best.update(value=value, step=step, epoch=epoch)
             stale = 0
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            save_checkpoint(out / "model.pt", {**meta, "state_dict": state, "curve": curve, "best": dict(best)})
+            if ctx.is_main:
+                state = {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()}
+                save_checkpoint(out / "model.pt", {**meta, "state_dict": state, "curve": curve, "best": dict(best)})
         else:
             stale += 1
         progress.update(bar, val=f"{recipe.metric} {value:.4f} (best {best['value']:.4f})")
@@ -521,14 +575,19 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
                         TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=not opts.progress)
-    step, stop, t_start, losses = 0, False, time.perf_counter(), []
+                        disable=not (opts.progress and ctx.is_main))
+    if ctx.enabled:
+        log(f"torchrun: {ctx.world_size} processes ({torch.distributed.get_backend()}), global batch "
+            f"{recipe.batch_size} = {ctx.world_size} x {per_rank}, BatchNorm "
+            + ("synchronised (SyncBatchNorm)" if meta["train"]["sync_batchnorm"] else "per process (torch has no CPU SyncBatchNorm)"))
+    step, stop, t_start, losses, left_out = 0, False, time.perf_counter(), [], 0
     model.train()
     with progress:
         bar = progress.add_task(f"train {cls.name}", total=total, loss="-", val="-", rate="-")
         for epoch in range(recipe.epochs):
             train_data.epoch = epoch
-            for b in loader(train_data, recipe.batch_size, opts.workers, pin):
+            seen = 0
+            for b in D.every_rank_has(loader(train_data, per_rank, opts.workers, pin), ctx):
                 b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
                 with autocast(device):
                     output = model(b["audio"])
@@ -537,13 +596,16 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                 loss.backward()
                 optim.step()
                 step += 1
-                losses.append(float(loss.detach()))
+                seen += len(b["label"])
+                losses.append(float(loss.detach()))  # the global batch's loss, the same on every rank
                 progress.update(bar, advance=1, loss=f"{losses[-1]:.4f}",
                                 rate=f"{step / (time.perf_counter() - t_start):.2f} it/s")
                 if recipe.eval_every and step % recipe.eval_every == 0:
                     stop = checkpoint_eval(step, epoch)
                 if stop or step >= total:
                     break
+            else:  # the first rank ran out: the rows the others could not match wait for a later epoch
+                left_out += len(train_data) - round(D.mean_over_ranks(seen, ctx) * ctx.world_size)
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
                 stop = checkpoint_eval(step, epoch)  # every epoch (Hook-Net), or once at the end
@@ -551,10 +613,17 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                 break
 
     summary = {**meta, "curve": curve, "best": best, "steps": step, "seconds": round(time.perf_counter() - t_start, 2)}
-    (out / "config.json").write_text(json.dumps(summary, indent=2))
-    plot_curve(curve, recipe.metric, out / "curve.png")
+    if ctx.enabled:
+        hashes = D.parameter_hashes(det.model, ctx)
+        summary["ddp"] = {"parameters_sha256_per_rank": hashes, "rows_left_out": left_out}
+        log(f"torchrun: replicas {'identical' if len(set(hashes)) == 1 else 'DIFFER'} at the end; "
+            f"{left_out} row(s) over the epochs left for a later epoch (row groups do not split evenly over the processes)")
+    if ctx.is_main:
+        (out / "config.json").write_text(json.dumps(summary, indent=2))
+        plot_curve(curve, recipe.metric, out / "curve.png")
     log(f"best {recipe.metric} {best['value']:.4f} at step {best['step']} (epoch {best['epoch']}); "
         f"checkpoint {out / 'model.pt'}")
+    D.finish(ctx)
     return summary
 
 

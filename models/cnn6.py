@@ -259,7 +259,7 @@ class Cnn6Detector(TorchDetector):
         return output.exp()  # log-probabilities -> probabilities
 
     def loss(self, output: torch.Tensor, batch: dict, recipe: Recipe) -> torch.Tensor:
-        return F.nll_loss(output.float(), batch["label"])
+        return self.batch_mean(F.nll_loss(output.float(), batch["label"], reduction="none"))  # under torchrun: global
 
     def load_init(self, path) -> None:
         """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder)."""

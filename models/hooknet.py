@@ -183,7 +183,7 @@ class HookNetDetector(TorchDetector):
         return torch.sigmoid(output)
 
     def loss(self, output: torch.Tensor, batch: dict, recipe: Recipe) -> torch.Tensor:
-        return weighted_rms_loss(output, batch["target"], recipe.pos_weight)
+        return weighted_rms_loss(output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
     def prepare(self, dataset) -> None:
         """Output bias = logit(positive rate of the training targets) (music paper, section 6.1)."""
