@@ -604,7 +604,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                     stop = checkpoint_eval(step, epoch)
                 if stop or step >= total:
                     break
-            else:  # the first rank ran out: the rows the others could not match wait for a later epoch
+            else:  # the first rank ran out: the others' remaining rows sit this epoch out
                 left_out += len(train_data) - round(D.mean_over_ranks(seen, ctx) * ctx.world_size)
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
@@ -617,7 +617,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         hashes = D.parameter_hashes(det.model, ctx)
         summary["ddp"] = {"parameters_sha256_per_rank": hashes, "rows_left_out": left_out}
         log(f"torchrun: replicas {'identical' if len(set(hashes)) == 1 else 'DIFFER'} at the end; "
-            f"{left_out} row(s) over the epochs left for a later epoch (row groups do not split evenly over the processes)")
+            f"{left_out} row(s) in all left out of their epoch (row groups do not split evenly over the processes)")
     if ctx.is_main:
         (out / "config.json").write_text(json.dumps(summary, indent=2))
         plot_curve(curve, recipe.metric, out / "curve.png")
