@@ -17,6 +17,7 @@ What is exactly comparable with one process, and what is not:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -152,8 +153,6 @@ def test_two_process_training(clicks, tmp_path):
     # one evaluation, at the end: the checkpoint is the final replica, and the evaluation the two ranks
     # split and gathered is a one-process evaluation of it over every validation row
     det = HookNetDetector(checkpoint=out, device="cpu")
-    import hashlib
-
     h = hashlib.sha256()
     for p in det.model.parameters():
         h.update(p.detach().contiguous().numpy().tobytes())
