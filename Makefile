@@ -7,7 +7,7 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip
+PIP := PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip
 # torch 2.13.0: the CPU build this workplace's machines hold; torchcodec 0.12 pairs with it.
 TORCH ?= torch==2.13.0
 STAMP := .setup-done

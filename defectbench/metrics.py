@@ -72,10 +72,10 @@ def average_precision(targets: np.ndarray, scores: np.ndarray) -> float | None:
     return 100.0 * float(np.sum(np.diff(recall, prepend=0.0) * precision))
 
 
-def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Precision and recall (fractions) at every distinct score used as threshold (``score >= t``).
+def counts_at_thresholds(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """True positives and predicted positives at every distinct score used as threshold (``score >= t``).
 
-    Returned in order of decreasing threshold (increasing recall). Needs at least one positive.
+    Returns ``(thresholds, tp, predicted, positives)``, thresholds decreasing (recall increasing).
     """
     t = np.asarray(targets).astype(bool).ravel()
     s = np.asarray(scores, dtype=np.float64).ravel()
@@ -83,11 +83,16 @@ def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.
     s, t = s[order], t[order]
     # last index of each run of equal scores: thresholds are distinct score values
     last = np.flatnonzero(np.r_[np.diff(s) != 0, True])
-    tp = np.cumsum(t)[last]
-    predicted = last + 1
-    precision = tp / predicted
-    recall = tp / max(int(t.sum()), 1)
-    return precision, recall, s[last]
+    return s[last], np.cumsum(t)[last], last + 1, int(t.sum())
+
+
+def precision_recall_curve(targets: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision and recall (fractions) at every distinct score used as threshold (``score >= t``).
+
+    Returned in order of decreasing threshold (increasing recall). Needs at least one positive.
+    """
+    thresholds, tp, predicted, positives = counts_at_thresholds(targets, scores)
+    return tp / predicted, tp / max(positives, 1), thresholds
 
 
 def framewise_metrics(targets: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:

@@ -188,23 +188,18 @@ def best_score_threshold(targets: np.ndarray, scores: np.ndarray, criterion: str
     Every distinct score is a candidate (a threshold between two scores decides the same frames as the
     upper one). Ties: the highest threshold (fewest positive decisions).
     """
-    t = np.asarray(targets).astype(bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    order = np.argsort(-s, kind="stable")
-    s, t = s[order], t[order]
-    last = np.flatnonzero(np.r_[np.diff(s) != 0, True])
-    tp = np.cumsum(t)[last]
-    fp = (last + 1) - tp
-    pos = int(t.sum())
+    thresholds, tp, predicted, pos = M.counts_at_thresholds(targets, scores)
+    n = int(np.asarray(targets).size)
+    fp = predicted - tp
     fn = pos - tp
-    tn = len(t) - pos - fp
+    tn = n - pos - fp
     if criterion == "accuracy":
-        values = (tp + tn) / len(t)
+        values = (tp + tn) / n
     else:
         den = 2 * tp + fp + fn
         values = np.where(den > 0, 2 * tp / np.maximum(den, 1), -np.inf)
     k = int(np.argmax(values))  # first maximum = highest threshold
-    return float(s[last[k]]), M.binary_from_counts([tp[k], fp[k], fn[k], tn[k]])
+    return float(thresholds[k]), M.binary_from_counts([tp[k], fp[k], fn[k], tn[k]])
 
 
 def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progress) -> Threshold:

@@ -150,8 +150,9 @@ def test_folder_split_groups_by_parent_folder(tmp_path):
     assert listing.items == sorted(listing.items, key=lambda it: (("train", "validation", "test").index(it.split), it.id))
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "defectbench.cli", *args], capture_output=True, text=True, timeout=120)
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "defectbench.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -161,8 +162,8 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     (["build", "fma-clicks", "--source", "ftp:x"], "unknown source"),
     (["info", "/no/such/dataset"], "not a defectbench dataset"),
 ])
-def test_cli_errors_are_one_line(args, message):
-    proc = run_cli(*args)
+def test_cli_errors_are_one_line(args, message, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)  # a scratch folder: no datasets/ that an earlier build left
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -46,20 +46,25 @@ def register(cls: type) -> type:
 
 def make(config: dict[str, Any] | DefectConfig):
     """Build a defect from its recipe section (dict or validated config)."""
-    load_builtin()
+    kind = config.kind if isinstance(config, DefectConfig) else config.get("kind")
+    if kind not in REGISTRY:
+        load_builtin(kind)
     if isinstance(config, DefectConfig):
         return REGISTRY[config.kind](config)
-    kind = config.get("kind")
     if kind not in REGISTRY:
         raise KeyError(f"unknown defect kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
     cls = REGISTRY[kind]
     return cls(cls.Config.model_validate(config))
 
 
-def load_builtin() -> None:
-    """Import the built-in defect modules (each registers itself)."""
+def load_builtin(kind: str | None = None) -> None:
+    """Import the built-in defect modules (each registers itself): the one named like ``kind`` if there
+    is one (a build imports only what its recipe uses), else all of them."""
     import importlib
     import pkgutil
 
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
+    names = [m.name for m in pkgutil.iter_modules(__path__)]
+    if isinstance(kind, str) and kind.replace("-", "_") in names:
+        names = [kind.replace("-", "_")]
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}")

@@ -67,8 +67,14 @@ def register(cls: type[Pipeline]) -> type[Pipeline]:
 
 
 def get(name: str) -> type[Pipeline]:
-    for mod in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{mod.name}")
+    # Import the module named like the pipeline first (a worker then imports only what its recipe
+    # needs: the video pipeline pulls in scipy); scan every module only for an unconventional name.
+    module = name.replace("-", "_")
+    if name not in REGISTRY and any(m.name == module for m in pkgutil.iter_modules(__path__)):
+        importlib.import_module(f"{__name__}.{module}")
+    if name not in REGISTRY:
+        for mod in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{mod.name}")
     if name not in REGISTRY:
         raise KeyError(f"unknown pipeline {name!r}; known: {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]

@@ -23,6 +23,7 @@ from .. import defects
 from ..core import DefectbenchError, Item, Sample, rng_for
 from ..defects.mp3_glitch import MPEG1_RATES, Mp3Glitch
 from . import Pipeline, PipelineConfig, register
+from .segments import segment_features, segment_meta
 
 
 class Mp3GlitchPipelineConfig(PipelineConfig):
@@ -66,20 +67,10 @@ class Mp3GlitchPipeline(Pipeline):
         self.min_samples = config.segment_length
 
     def features(self) -> dict[str, Any]:
-        from datasets import ClassLabel, List, Value
+        from datasets import List, Value
 
-        c = self.config
         return {
-            "target": List(Value("uint8"), length=c.target_frames),
-            "label": ClassLabel(names=list(c.label_names)),
-            "split": Value("string"),
-            "item_id": Value("string"),
-            "track_id": Value("string"),
-            "artist_id": Value("string"),
-            "genres": List(Value("string")),
-            "segment_index": Value("int32"),
-            "segments_in_piece": Value("int32"),
-            "start_sample": Value("int64"),
+            **segment_features(self.config.target_frames, self.config.label_names),
             "mp3_frames": List(Value("int32")),
             "mp3_byte_offsets": List(Value("int64")),
             "mp3_run_lengths": List(Value("int32")),
@@ -111,10 +102,7 @@ class Mp3GlitchPipeline(Pipeline):
                 rate=rate,
                 target=target,
                 label=int(target.any()),
-                meta={"item_id": item.id, "track_id": str(item.meta.get("track_id", item.id)),
-                      "artist_id": str(item.meta.get("artist_id", "")),
-                      "genres": [str(g) for g in item.meta.get("genres", [])],
-                      "segment_index": k, "segments_in_piece": count, "start_sample": start,
+                meta={**segment_meta(item, k, count, start),
                       "mp3_frames": [r["frame"] for r in kept],
                       "mp3_byte_offsets": [r["byte"] for r in kept],
                       "mp3_run_lengths": [r["length"] for r in kept],

@@ -22,6 +22,32 @@ from ..core import Item, Sample, canonical_json, frames_from_mask, rng_for
 from . import Pipeline, PipelineConfig, register
 
 
+def segment_features(target_frames: int, label_names) -> dict[str, Any]:
+    """The columns every segment pipeline (``segments``, ``mp3-glitch``) starts with."""
+    from datasets import ClassLabel, List, Value
+
+    return {
+        "target": List(Value("uint8"), length=target_frames),
+        "label": ClassLabel(names=list(label_names)),
+        "split": Value("string"),
+        "item_id": Value("string"),
+        "track_id": Value("string"),
+        "artist_id": Value("string"),
+        "genres": List(Value("string")),
+        "segment_index": Value("int32"),
+        "segments_in_piece": Value("int32"),
+        "start_sample": Value("int64"),
+    }
+
+
+def segment_meta(item: Item, index: int, count: int, start: int) -> dict[str, Any]:
+    """Values of the :func:`segment_features` metadata columns for segment ``index`` of ``item``."""
+    return {"item_id": item.id, "track_id": str(item.meta.get("track_id", item.id)),
+            "artist_id": str(item.meta.get("artist_id", "")),
+            "genres": [str(g) for g in item.meta.get("genres", [])],
+            "segment_index": index, "segments_in_piece": count, "start_sample": start}
+
+
 class SegmentsConfig(PipelineConfig):
     segment_length: int = Field(default=16384, gt=0)
     segments_per_piece: int = Field(default=50, gt=0)
@@ -57,20 +83,10 @@ class SegmentsPipeline(Pipeline):
         self.min_samples = config.segment_length
 
     def features(self) -> dict[str, Any]:
-        from datasets import ClassLabel, List, Value
+        from datasets import List, Value
 
-        c = self.config
         cols = {
-            "target": List(Value("uint8"), length=c.target_frames),
-            "label": ClassLabel(names=list(c.label_names)),
-            "split": Value("string"),
-            "item_id": Value("string"),
-            "track_id": Value("string"),
-            "artist_id": Value("string"),
-            "genres": List(Value("string")),
-            "segment_index": Value("int32"),
-            "segments_in_piece": Value("int32"),
-            "start_sample": Value("int64"),
+            **segment_features(self.config.target_frames, self.config.label_names),
             "click_position": Value("int32"),
             "click_length": Value("int32"),
             "click_amplitude": Value("float32"),
@@ -112,10 +128,7 @@ class SegmentsPipeline(Pipeline):
                 rate=rate,
                 target=target,
                 label=int(target.any()),
-                meta={"item_id": item.id, "track_id": str(item.meta.get("track_id", item.id)),
-                      "artist_id": str(item.meta.get("artist_id", "")),
-                      "genres": [str(g) for g in item.meta.get("genres", [])],
-                      "segment_index": k, "segments_in_piece": count, "start_sample": start, **meta},
+                meta={**segment_meta(item, k, count, start), **meta},
                 params=all_params,
             )
 
