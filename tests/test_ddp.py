@@ -107,7 +107,7 @@ for cls, data in ((HookNetDetector, clicks), (Cnn6Detector, video)):
     res[cls.name] = {"loss": loss.item(), "ref_loss": ref_loss.item(), "err": err(grads),
                      "naive_err": err([p.grad for p in trained(det.model)])}
 json.dump(res, open(f"{out}/rank{ctx.rank}.json", "w"))
-D.cleanup(ctx)
+D.finish(ctx)  # a barrier first: tearing gloo down under a peer can abort the process
 '''
 
 

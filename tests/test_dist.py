@@ -189,7 +189,7 @@ scores = D.gather_in_order(local, len(data), ctx)
 params = torch.cat([p.detach().flatten() for p in D.unwrap(model).parameters()]).tolist()
 json.dump({"rank": ctx.rank, "world": ctx.world_size, "wrote": wrote, "params": params, "losses": losses,
            "n_local": len(local), "scores": scores.tolist()}, open(f"{out}/rank{ctx.rank}.json", "w"))
-D.cleanup(ctx)
+D.finish(ctx)  # a barrier first: tearing gloo down under a peer can abort the process
 '''
 
 
