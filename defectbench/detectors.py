@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterable, Sequence
 
 import numpy as np
@@ -29,7 +30,7 @@ import numpy as np
 TASKS = ("framewise", "multiclass")
 
 
-class Detector:
+class Detector(ABC):
     name: ClassVar[str]
     tasks: ClassVar[tuple[str, ...]]
     description: ClassVar[str] = ""
@@ -62,8 +63,9 @@ class Detector:
     def fit(self, train: Iterable[dict], validation: Iterable[dict]) -> None:
         """Fit whatever the detector learns (classical baselines: decision thresholds). Default: nothing."""
 
+    @abstractmethod
     def predict(self, batch: list[dict]) -> np.ndarray:
-        raise NotImplementedError  # abstract: every detector implements it
+        """Scores of a batch: ``[batch, frames]`` (framewise) or ``[batch, classes]`` (multiclass)."""
 
     def predict_grid(self, batch: list[dict]) -> np.ndarray:
         """Scores at every ``threshold_grid`` value, ``[len(grid), batch, ...]``, for the validation sweep.

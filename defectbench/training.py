@@ -25,6 +25,8 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import hashlib
 import io
 import json
@@ -266,9 +268,9 @@ class TorchDetector(Detector):
     recipe: ClassVar[Recipe]
 
     @classmethod
+    @abstractmethod
     def model_configs(cls) -> dict[str, Any]:
         """Named model configurations: {name: config dataclass}."""
-        raise NotImplementedError
 
     @classmethod
     def configurations(cls) -> dict[str, dict[str, Any]]:
@@ -282,8 +284,9 @@ class TorchDetector(Detector):
         return cls(checkpoint=path, **options)
 
     @classmethod
+    @abstractmethod
     def build(cls, config: Any) -> nn.Module:
-        raise NotImplementedError
+        """The torch model of a config."""
 
     def __init__(self, checkpoint: str | Path | None = None, config: str = "reference", device: str = "auto",
                  batch_size: int | None = None, **options: Any) -> None:
@@ -341,9 +344,9 @@ class TorchDetector(Detector):
     def check_row(self, row: dict, audio: np.ndarray) -> None:
         """Raise DefectbenchError where the row does not fit the model (rate, length)."""
 
+    @abstractmethod
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         """Model output -> the scores ``predict`` returns."""
-        raise NotImplementedError
 
     @torch.inference_mode()
     def predict(self, batch: list[dict]) -> np.ndarray:
@@ -378,8 +381,9 @@ class TorchDetector(Detector):
             "samples_per_second": round(self.samples / self.seconds, 2) if self.seconds > 0 else None,
         }
 
+    @abstractmethod
     def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
-        raise NotImplementedError
+        """The training loss of a batch (the paper's)."""
 
     def prepare(self, dataset: str | Path) -> None:
         """Anything the recipe sets from the training data before the first step (Hook-Net: output bias)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Iterator
 
 import numpy as np
@@ -32,7 +33,7 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Pipeline:
+class Pipeline(ABC):
     name: ClassVar[str]
     task: ClassVar[str] = "framewise"
     """``framewise`` (target frames scored) or ``multiclass`` (``label`` is a ClassLabel scored)."""
@@ -48,11 +49,13 @@ class Pipeline:
     def count(self, key: str, n: float = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
 
+    @abstractmethod
     def features(self) -> dict[str, Any]:
-        raise NotImplementedError  # abstract: every pipeline declares its columns
+        """The dataset columns besides ``id`` and ``audio`` (``datasets`` features, in column order)."""
 
+    @abstractmethod
     def process(self, item: Item, audio: np.ndarray, rate: int, seed: int) -> Iterator[Sample]:
-        raise NotImplementedError  # abstract
+        """The samples of one decoded item (see the module docstring)."""
 
     def card_section(self) -> str:
         return ""
