@@ -114,6 +114,20 @@ def info_cmd(dataset: Path = typer.Argument(..., help="A dataset folder built by
     _print_summary(dataset, m)
 
 
+@app.command("examples")
+def examples_cmd(
+    dataset: Path = typer.Argument(..., help="A dataset folder built by `defectbench build`."),
+    out: Optional[Path] = typer.Option(None, help="PNG to write (default DATASET/examples.png)."),
+    per_label: int = typer.Option(3, "--per-label", help="Examples per label."),
+    split: str = typer.Option("test", help="Split to take them from."),
+) -> None:
+    """Draw example spectrograms per label with their framewise targets (a PNG)."""
+    from .plots import example_spectrograms
+
+    path = example_spectrograms(dataset, out or Path(dataset) / "examples.png", per_label, split)
+    console.print(f"wrote {path}")
+
+
 def _register_command_modules() -> None:
     from . import commands
 

@@ -54,3 +54,67 @@ def confusion(path: Path, normalized: Sequence[Sequence[float | None]], label_na
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _numbers(params, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of a params dict (nested dicts and the first list item followed), for a title.
+
+    Position-like keys (offsets, indexes, boundaries) are left out: they say where, not what."""
+    skip = ("index", "start", "end", "offset", "seed", "segment")
+    out: dict[str, float] = {}
+    if isinstance(params, list):
+        return _numbers(params[0], prefix) if params and isinstance(params[0], dict) else out
+    for k, v in params.items() if isinstance(params, dict) else []:
+        if isinstance(v, (dict, list)):
+            out.update(_numbers(v, prefix))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and not any(s in k for s in skip):
+            out[prefix + k] = v
+    return out
+
+
+def example_spectrograms(dataset: str | Path, path: Path, per_label: int = 3, split: str = "test") -> Path:
+    """A grid of log spectrograms of the first ``per_label`` rows of each label of ``split``, with the
+    framewise target drawn under each (red where the target is 1) and the row's main parameters in
+    its title: what a defect looks like, and where the target says it is."""
+    import json
+
+    from scipy.signal import stft
+
+    from .dataset import iter_rows, read_manifest
+
+    names = read_manifest(dataset)["label_names"]
+    picked: dict[int, list[dict]] = {i: [] for i in range(len(names))}
+    for row in iter_rows(dataset, split):
+        if len(picked[row["label"]]) < per_label:
+            picked[row["label"]].append(row)
+        if all(len(v) == per_label for v in picked.values()):
+            break
+    fig, axes = plt.subplots(2 * len(names), per_label, figsize=(4 * per_label, 2.6 * len(names)),
+                             gridspec_kw={"height_ratios": [8, 1] * len(names)}, squeeze=False,
+                             layout="constrained")
+    for i, name in enumerate(names):
+        for j in range(per_label):
+            spec_ax, target_ax = axes[2 * i, j], axes[2 * i + 1, j]
+            if j >= len(picked[i]):
+                spec_ax.axis("off"), target_ax.axis("off")
+                continue
+            row = picked[i][j]
+            x = row["audio"].astype(np.float32)
+            x = x / 32768.0 if row["audio"].dtype == np.int16 else x
+            f, t, z = stft(x, fs=row["rate"], nperseg=512, noverlap=384)
+            spec_ax.pcolormesh(t, f / 1000, 20 * np.log10(np.abs(z) + 1e-7), shading="auto", vmin=-120, vmax=-20, cmap="magma")
+            shown = _numbers(json.loads(row.get("params") or "{}"))
+            detail = ", ".join(f"{k} {v:.3g}" for k, v in list(shown.items())[:3])
+            spec_ax.set_title(f"{name}: {row['id']}\n{detail}", fontsize=8)
+            spec_ax.set_ylabel("kHz", fontsize=8)
+            spec_ax.set_xticks([])
+            target = np.asarray(row["target"], dtype=float)[None, :]
+            target_ax.imshow(target, aspect="auto", cmap="Reds", vmin=0, vmax=1, interpolation="nearest",
+                             extent=(0, len(x) / row["rate"], 0, 1))
+            target_ax.set_yticks([])
+            target_ax.tick_params(labelsize=7)
+            target_ax.set_xlabel("seconds; target (red: 1)", fontsize=7)
+    fig.suptitle(f"{read_manifest(dataset)['recipe']['name']}: {split} examples per label", fontsize=10)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -128,3 +128,13 @@ def test_post_processing_changes_audio_keeps_length_and_targets(tmp_path, clicks
         assert set(row["post_chain"]) <= {"reverb", "eq", "compand"}
         n += 1
     assert n == 50
+
+
+def test_example_spectrograms_one_row_pair_per_label(clicks_dataset, tmp_path):
+    from matplotlib.image import imread
+
+    from defectbench.plots import example_spectrograms
+
+    png = example_spectrograms(clicks_dataset, tmp_path / "examples.png", per_label=3)
+    # 3 columns of 4 in and, per label (clean, click), 2.6 in of height, at 100 dpi.
+    assert imread(png).shape[:2] == (2 * 260, 1200)

@@ -1,6 +1,6 @@
 """``defectbench demo``: the main job on the built-in synth corpus, end to end.
 
-Build ``fma-clicks`` from ``synth`` -> score SigClick -> train a small Hook-Net on CPU (or GPU) and
+Build ``fma-clicks`` from ``synth`` (and draw example spectrograms) -> score SigClick -> train a small Hook-Net on CPU (or GPU) and
 score it -> submit both to the leaderboard and render it. Each step is the ordinary command a user
 would type (printed before it runs), so the demo doubles as a walk-through; the leaderboard's
 reference entries are exactly what this produces.
@@ -23,6 +23,7 @@ def demo_steps(minutes: float, config: str, epochs: int, batch_size: int, worker
     source = "synth" if minutes == 3 else f"synth:{minutes:g}"
     steps = [
         ["build", "fma-clicks", "--source", source, "--out", data, "--overwrite", "--workers", str(workers)],
+        ["examples", data],
         ["run", "--model", "sigclick", "--dataset", data, "--out", "results/fma-clicks/sigclick.json",
          "--workers", str(workers)],
         ["submit", "results/fma-clicks/sigclick.json", "--name", "sigclick", "--overwrite"],
@@ -59,6 +60,6 @@ def register(app: typer.Typer) -> None:
             if isinstance(code, int) and code:
                 raise typer.Exit(code)
         console.rule("[bold green]done", align="left")
-        console.print(f"dataset: datasets/fma-clicks (load with datasets.load_dataset)\n"
+        console.print(f"dataset: datasets/fma-clicks (load with datasets.load_dataset; examples.png)\n"
                       f"results: results/fma-clicks/\n"
                       f"leaderboard: {Path('leaderboard/README.md')} and {Path('leaderboard/index.html')}")
