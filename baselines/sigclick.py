@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import numpy as np
 

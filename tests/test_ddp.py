@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from models_fixtures import click_dataset, video_dataset
 
 from defectbench.models.hooknet import HookNetDetector

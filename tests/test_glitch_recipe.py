@@ -57,8 +57,8 @@ def test_recipe_states_the_distance_and_threshold():
     ({"defect": {"kind": "mp3-glitch", "threshold": 1.0}}, "options.defect"),
 ])
 def test_bad_options_are_one_clear_error(tmp_path, options, key):
-    text = (f'name = "x"\ndescription = "x"\npaper = "x"\npipeline = "mp3-glitch"\n'
-            f'[source]\nrate = 44100\nchannels = 1\n[options.defect]\n'
+    text = ('name = "x"\ndescription = "x"\npaper = "x"\npipeline = "mp3-glitch"\n'
+            '[source]\nrate = 44100\nchannels = 1\n[options.defect]\n'
             + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options["defect"].items()))
     path = tmp_path / "bad.toml"
     path.write_text(text)
