@@ -120,11 +120,13 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     pipeline.counters = {}
     out_dir = Path(task.out_dir)
     tmp = out_dir / f".{task.name}.{os.getpid()}.tmp"
-    writer = ShardWriter(tmp, task.schema)
+    json_tmp = out_dir / f".{task.name}.json.tmp"
+    writer = None
     labels: dict[str, int] = {}
     skipped: list[dict[str, str]] = []
     used = 0
     try:
+        writer = ShardWriter(tmp, task.schema)
         for n, item in enumerate(task.items):
             try:
                 audio, rate = item.load()
@@ -147,17 +149,20 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
             if n == 0:
                 _maybe_die(task.name)  # test hook: dies with one item in the .tmp file
         writer.close()
-    except BaseException:
-        writer.writer.close()
-        tmp.unlink(missing_ok=True)
+        summary = {"name": task.name, "split": task.split, "index": task.index, "rows": writer.count,
+                   "items": used, "hashes": writer.hashes, "labels": labels, "skipped": skipped,
+                   "counters": pipeline.counters}
+        tmp.rename(out_dir / f"{task.name}.parquet")
+        json_tmp.write_text(json.dumps(summary))
+        json_tmp.rename(out_dir / f"{task.name}.json")  # the .json marks the shard complete
+    except BaseException:  # Ctrl-C included: leave no half-written file behind
+        try:
+            if writer is not None:
+                writer.writer.close()
+        finally:
+            tmp.unlink(missing_ok=True)
+            json_tmp.unlink(missing_ok=True)
         raise
-    summary = {"name": task.name, "split": task.split, "index": task.index, "rows": writer.count,
-               "items": used, "hashes": writer.hashes, "labels": labels, "skipped": skipped,
-               "counters": pipeline.counters}
-    tmp.rename(out_dir / f"{task.name}.parquet")
-    json_tmp = out_dir / f".{task.name}.json.tmp"
-    json_tmp.write_text(json.dumps(summary))
-    json_tmp.rename(out_dir / f"{task.name}.json")  # the .json marks the shard complete
     return summary
 
 
@@ -239,6 +244,8 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
     if partial.exists() and not (key_file.is_file() and key_file.read_text() == key):
         shutil.rmtree(partial)  # an interrupted build of something else: start over
     shard_dir.mkdir(parents=True, exist_ok=True)
+    for stale in shard_dir.glob(".*.tmp"):  # left by a worker that was killed outright
+        stale.unlink()
     key_file.write_text(key)
 
     tasks = make_tasks(listing, recipe, seed, limit, shard_dir, features.arrow_schema)
