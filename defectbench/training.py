@@ -428,6 +428,11 @@ class TrainOptions:
     seed: int = 0
     workers: int = 0
     progress: bool = True
+    source: str | None = None  # fresh defects every epoch from this source's clean train audio (defectbench.fresh)
+    metadata: str | None = None
+    overrides: dict[str, Any] | None = None  # recipe options changed for training only (fresh mode)
+    metric: str | None = None  # selection metric: accuracy, f1, ap, balanced_accuracy
+    resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
 
 
 def validation_rows(n: int, recipe: Recipe, seed: int) -> set[int] | None:
@@ -458,7 +463,10 @@ def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, cl
     if ctx.is_main:
         out, t, lab = (np.concatenate(parts) for parts in zip(*[x for share in shares for x in share]))
         if task == "framewise":
-            val = {"accuracy": accuracy(out, t), "f1": f1(out, t)}
+            from .metrics import average_precision
+
+            ap = average_precision(t, 1.0 / (1.0 + np.exp(-out.astype(np.float64))))
+            val = {"accuracy": accuracy(out, t), "f1": f1(out, t), "ap": ap if ap is not None else 0.0}
         else:
             pred = out.argmax(axis=1)
             val = {"balanced_accuracy": balanced_accuracy(pred, lab, classes), "accuracy": float(np.mean(pred == lab))}
@@ -484,6 +492,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     recipe = Recipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
+        "metric": opts.metric,
     }.items() if v is not None}})
 
     resolve_device(opts.device)  # --device cuda without CUDA: the error before any process group
@@ -510,7 +519,17 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         torch.manual_seed(int(np.random.SeedSequence([opts.seed, ctx.rank]).generate_state(1)[0]))  # dropout per rank
 
     share = {"rank": ctx.rank, "world": ctx.world_size}
-    train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed, **share)
+    if opts.source:
+        from .fresh import FreshDefects
+
+        recipe_ref = (manifest.get("recipe") or {}).get("name")
+        train_data = FreshDefects(recipe_ref, opts.source, metadata=opts.metadata, seed=opts.seed,
+                                  overrides=opts.overrides, **share)
+        if train_data.recipe.sha256 != (manifest.get("recipe") or {}).get("sha256"):
+            raise DefectbenchError(f"recipe {recipe_ref!r} changed since {opts.dataset} was built (sha256 differs): "
+                                   "rebuild the validation dataset or restore the recipe file")
+    else:
+        train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed, **share)
     val_full = ParquetRows(opts.dataset, "validation", shuffle=False)
     val_data = ParquetRows(opts.dataset, "validation", shuffle=False,
                            rows=validation_rows(len(val_full), recipe, opts.seed), **share)
@@ -539,9 +558,21 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     curve: list[dict] = []
     best: dict[str, Any] = {"metric": recipe.metric, "value": None, "step": None, "epoch": None}
     stale = 0
+    first_epoch, step, seconds_before = 0, 0, 0.0
+    if opts.resume:
+        state = load_resume_state(out, cls.name, opts)
+        model.load_state_dict(state["state_dict"]) if not ctx.enabled else D.unwrap(model).load_state_dict(state["state_dict"])
+        optim.load_state_dict(state["optimizer"])
+        if sched is not None and state.get("scheduler"):
+            sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        curve, best, stale = list(state["curve"]), dict(state["best"]), int(state["stale"])
+        first_epoch, step, seconds_before = int(state["epoch"]) + 1, int(state["step"]), float(state["seconds"])
+        log(f"resuming from {out / 'last.pt'}: epoch {first_epoch}, step {step}")
     meta = {
         "format": CHECKPOINT_FORMAT, "model": cls.name, "config_name": opts.config,
         "config": asdict(det.config), "dataset": str(opts.dataset),
+        "training_data": train_data.describe() if hasattr(train_data, "describe") else {"mode": "built train split"},
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
         "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
@@ -554,12 +585,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     def checkpoint_eval(step: int, epoch: int) -> bool:
         """Evaluate, log a curve point, keep the best weights; True when early stopping says stop."""
         nonlocal stale
-        loss = float(np.mean(losses[last_eval["step"] :])) if losses[last_eval["step"] :] else None
+        loss = float(np.mean(losses)) if losses else None
+        losses.clear()
         last_eval["step"] = step
         val = evaluate(det, val_loader, task, classes, ctx)  # the same values on every rank
         model.train()
         value = val[recipe.metric]
-        curve.append({"step": step, "epoch": epoch, "train_loss": loss, "lr": optim.param_groups[0]["lr"],
+        curve.append({"step": step, "epoch": epoch, "seconds": round(time.perf_counter() - t_start, 1),
+                      "train_loss": loss, "lr": optim.param_groups[0]["lr"],
                       **{f"val_{k}": v for k, v in val.items()}})
         if sched is not None:
             sched.step(value)
@@ -584,11 +617,13 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         log(f"torchrun: {ctx.world_size} processes ({torch.distributed.get_backend()}), global batch "
             f"{recipe.batch_size} = {ctx.world_size} x {per_rank}, BatchNorm "
             + ("synchronised (SyncBatchNorm)" if meta["train"]["sync_batchnorm"] else "per process (torch has no CPU SyncBatchNorm)"))
-    step, stop, t_start, losses, left_out = 0, False, time.perf_counter(), [], 0
+    stop, t_start, losses, left_out = False, time.perf_counter() - seconds_before, [], 0
+    last_eval["step"] = step
     model.train()
+    first_step, t_run = step, time.perf_counter()
     with progress:
-        bar = progress.add_task(f"train {cls.name}", total=total, loss="-", val="-", rate="-")
-        for epoch in range(recipe.epochs):
+        bar = progress.add_task(f"train {cls.name}", total=total, completed=step, loss="-", val="-", rate="-")
+        for epoch in range(first_epoch, recipe.epochs):
             train_data.epoch = epoch
             seen = 0
             for b in D.every_rank_has(loader(train_data, per_rank, opts.workers, pin), ctx):
@@ -603,7 +638,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                 seen += len(b["label"])
                 losses.append(float(loss.detach()))  # the global batch's loss, the same on every rank
                 progress.update(bar, advance=1, loss=f"{losses[-1]:.4f}",
-                                rate=f"{step / (time.perf_counter() - t_start):.2f} it/s")
+                                rate=f"{(step - first_step) / (time.perf_counter() - t_run):.2f} it/s")
                 if recipe.eval_every and step % recipe.eval_every == 0:
                     stop = checkpoint_eval(step, epoch)
                 if stop or step >= total:
@@ -613,6 +648,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
                 stop = checkpoint_eval(step, epoch)  # every epoch (Hook-Net), or once at the end
+            if ctx.is_main:  # what --resume continues from: the state at the end of this epoch
+                save_checkpoint(out / "last.pt", {
+                    **meta, "state_dict": {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()},
+                    "optimizer": optim.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                    "torch_rng": torch.get_rng_state(), "curve": curve, "best": dict(best), "stale": stale,
+                    "epoch": epoch, "step": step, "seconds": time.perf_counter() - t_start})
             if stop or step >= total:
                 break
 
@@ -629,6 +670,22 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         f"checkpoint {out / 'model.pt'}")
     D.finish(ctx)
     return summary
+
+
+def load_resume_state(out: Path, model: str, opts: TrainOptions) -> dict:
+    """``OUT/last.pt`` (read with ``weights_only=True``), checked to be the same run's."""
+    path = out / "last.pt"
+    if not path.is_file():
+        raise DefectbenchError(f"--resume: {path} does not exist (no epoch of this run has finished)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise DefectbenchError(f"--resume: {path} cannot be read: {e.__class__.__name__}") from None
+    if state.get("format") != CHECKPOINT_FORMAT or state.get("model") != model or state.get("config_name") != opts.config:
+        raise DefectbenchError(f"--resume: {path} is not a {model} {opts.config!r} run")
+    if state["train"].get("seed") != opts.seed:
+        raise DefectbenchError(f"--resume: {path} was trained with seed {state['train'].get('seed')}, not {opts.seed}")
+    return state
 
 
 def plot_curve(curve: list[dict], metric: str, path: Path) -> None:

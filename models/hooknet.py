@@ -150,6 +150,7 @@ CONFIGURATIONS = {
     "reference": HookNetConfig(fc=27, bottleneck=True),
     "plain": HookNetConfig(fc=27, bottleneck=False),
     "small": HookNetConfig(fc=8),  # CPU runs
+    "cpu": HookNetConfig(fc=4),  # the shipped CPU-trained weights (0.6 M parameters, ~70 segments/s training on 2 cores)
     "tiny": HookNetConfig(fc=2, depth=9),  # tests
 }
 

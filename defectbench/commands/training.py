@@ -28,14 +28,35 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto, cpu or cuda"),
         seed: int = typer.Option(0, help="seed for initialisation, shuffling and dropout"),
         workers: int = typer.Option(0, help="DataLoader worker processes"),
+        source: Optional[str] = typer.Option(None, "--source", help="train on fresh defects drawn every epoch from this source's clean train audio (synth:200, folder:PATH, ...); the dataset gives validation"),
+        metadata: Optional[Path] = typer.Option(None, "--metadata", help="the source's metadata (FMA tracks.csv, video CSV), with --source"),
+        set_: list[str] = typer.Option([], "--set", help="with --source: change a recipe option for training only, e.g. defect.probability=0.5 (repeatable)"),
+        metric: Optional[str] = typer.Option(None, "--metric", help="validation metric that picks the best weights: accuracy (the paper's), f1, ap, balanced_accuracy"),
+        resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     ) -> None:
         """Train a neural detector with its paper's recipe; saves model.pt, config.json and curve.png."""
         from ..training import TrainOptions, train as run_training
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        overrides = None
+        if set_:
+            if not source:
+                from ..core import DefectbenchError
+
+                raise DefectbenchError("--set needs --source (it changes the fresh training defects)")
+            from ..fresh import parse_overrides
+
+            overrides = parse_overrides(set_)
 
         out_dir = out or Path("checkpoints") / f"{model}-{Path(dataset).name}"
         run_training(TrainOptions(
             model=model, dataset=str(dataset), out=str(out_dir), config=config, epochs=epochs, max_steps=max_steps,
             batch_size=batch_size, lr=lr, pos_weight=pos_weight, eval_every=eval_every, patience=patience,
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
-            seed=seed, workers=workers,
+            seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
+            overrides=overrides, metric=metric, resume=resume,
         ), log=typer.echo)
