@@ -431,6 +431,7 @@ class TrainOptions:
     source: str | None = None  # fresh defects every epoch from this source's clean train audio (defectbench.fresh)
     metadata: str | None = None
     overrides: dict[str, Any] | None = None  # recipe options changed for training only (fresh mode)
+    val_fraction: float | None = None  # fixed share of validation used for selection (CNN6: the paper's 1 %)
     metric: str | None = None  # selection metric: accuracy, f1, ap, balanced_accuracy
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
 
@@ -492,7 +493,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     recipe = Recipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
-        "metric": opts.metric,
+        "metric": opts.metric, "val_fraction": opts.val_fraction,
     }.items() if v is not None}})
 
     resolve_device(opts.device)  # --device cuda without CUDA: the error before any process group
