@@ -78,7 +78,7 @@ class FreshDefects(IterableDataset):
 
     def __init__(self, recipe: str | Path, source: str | None = None, *, metadata: str | Path | None = None,
                  split: str = "train", seed: int = 0, overrides: dict[str, Any] | None = None,
-                 buffer: int = 1024, rank: int = 0, world: int = 1) -> None:
+                 buffer: int = 1024, rank: int = 0, world: int = 1, rows_per_item: float | None = None) -> None:
         from .sources import list_source
 
         self.recipe_ref = str(recipe)
@@ -101,10 +101,10 @@ class FreshDefects(IterableDataset):
         self.rank, self.world = rank, world
         self.epoch = 0
         self.units = self.items  # the training loop checks there is enough to share over the ranks
-        per_item = self.recipe.options.get("segments_per_piece")
-        self.num_rows = len(self.items) * int(per_item) if per_item else len(self.items)
-        """An estimate (pieces x segments per piece) for progress and the step budget; chunk pipelines
-        give a row per chunk and so count items only."""
+        per_item = self.recipe.options.get("segments_per_piece") or rows_per_item or 1
+        self.num_rows = max(1, round(len(self.items) * float(per_item)))
+        """An estimate for progress and the step budget: pieces x segments per piece, or, for pipelines whose
+        row count depends on the audio (1 s chunks), items x ``rows_per_item`` (e.g. a built split's rows per item)."""
 
     def __len__(self) -> int:
         return self.num_rows

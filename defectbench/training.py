@@ -524,8 +524,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         from .fresh import FreshDefects
 
         recipe_ref = (manifest.get("recipe") or {}).get("name")
+        val_split = (manifest.get("splits") or {}).get("validation") or {}
+        per_item = val_split["samples"] / val_split["items"] if val_split.get("items") else None
         train_data = FreshDefects(recipe_ref, opts.source, metadata=opts.metadata, seed=opts.seed,
-                                  overrides=opts.overrides, **share)
+                                  overrides=opts.overrides, rows_per_item=per_item, **share)
         if train_data.recipe.sha256 != (manifest.get("recipe") or {}).get("sha256"):
             raise DefectbenchError(f"recipe {recipe_ref!r} changed since {opts.dataset} was built (sha256 differs): "
                                    "rebuild the validation dataset or restore the recipe file")
