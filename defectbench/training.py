@@ -528,8 +528,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         per_item = val_split["samples"] / val_split["items"] if val_split.get("items") else None
         train_data = FreshDefects(recipe_ref, opts.source, metadata=opts.metadata, seed=opts.seed,
                                   overrides=opts.overrides, rows_per_item=per_item, **share)
-        if train_data.recipe.sha256 != (manifest.get("recipe") or {}).get("sha256"):
-            raise DefectbenchError(f"recipe {recipe_ref!r} changed since {opts.dataset} was built (sha256 differs): "
+        from .recipe import load_recipe
+
+        if load_recipe(recipe_ref).options != (manifest.get("recipe") or {}).get("options"):
+            raise DefectbenchError(f"recipe {recipe_ref!r}: its options changed since {opts.dataset} was built: "
                                    "rebuild the validation dataset or restore the recipe file")
     else:
         train_data = ParquetRows(opts.dataset, "train", shuffle=True, seed=opts.seed, **share)
