@@ -12,10 +12,13 @@ Essentia's detector only reports clicks in the central ``hop`` samples of each f
 ``(frameSize - hop) / 2``), so with these sizes the first and last 1024 samples of a segment are never
 searched: a recall ceiling of 1 - 2048/16384 = 87.5 % on uniformly placed clicks (the paper reports
 90.52). The paper-faithful framing stays the default; the option ``edges=true``
-(``defectbench run --model sigclick -o edges=true``) reflects 1024 samples onto each end of the
-segment (``numpy.pad(mode="reflect")``: no zero-padding step for the detector to take for a click)
+(``defectbench run --model sigclick -o edges=true``) pads 1024 samples onto each end of the segment
 so that those samples fall into searched regions, then maps detections back and drops any inside the
-padding.
+padding. The padding is an odd reflection (``numpy.pad(mode="reflect", reflect_type="odd")``,
+``2 x[0] - x[k]``), continuous in value and slope at the joint: zero padding leaves a step, and a
+plain reflection a kink, that the detector takes for clicks (measured on 600 validation segments of
+the fma-clicks benchmark build at 35 dB: 85 false frames at the two end frames with a plain
+reflection, 8 with the odd one).
 
 The paper swept the detection threshold over {30 (Essentia's default), 33, 35, 40, 50} dB and kept
 the one with the best validation accuracy (35); the runner does the same sweep on the validation
@@ -78,7 +81,7 @@ def detect_segment(audio: np.ndarray, rate: int, threshold: float, frames: int =
         )
     spf = n // frames
     pad = EDGE if edges else 0
-    x = np.pad(audio, pad, mode="reflect").astype(np.float32) if pad else audio
+    x = np.pad(audio, pad, mode="reflect", reflect_type="odd").astype(np.float32) if pad else audio
     out = np.zeros(frames, dtype=np.float32)
     detector = _detector(threshold, rate)
     detector.reset()  # restarts the running clock its starts/ends are measured on
@@ -127,7 +130,7 @@ class SigClick(Detector):
         self.frames = int(frames)
         self.edges = edges
         if edges:
-            self.description += "; edges=true: the first/last 1024 samples searched too (reflect padding)"
+            self.description += "; edges=true: the first/last 1024 samples searched too (odd-reflection padding)"
         self._pool: ProcessPoolExecutor | None = None
         self._pool_size = 0
 
