@@ -133,6 +133,8 @@ def build_missing(root: Path, datasets_dir: Path, progress: bool = True,
             continue
         out = datasets_dir / f"{ref.recipe}--{ref.source.replace(':', '_').replace('/', '_')}--seed{ref.seed}" \
                              f"--limit{ref.limit or 'all'}"
+        if _is_benchmark(ref) and not (datasets_dir / "bench" / ref.recipe).exists():
+            out = datasets_dir / "bench" / ref.recipe  # where `defectbench build RECIPE --benchmark` puts it
         try:
             result = build(ref.recipe, ref.source, out, seed=ref.seed, limit=ref.limit, overwrite=True, progress=progress)
         except DefectbenchError as exc:
@@ -144,6 +146,16 @@ def build_missing(root: Path, datasets_dir: Path, progress: bool = True,
                             "recorded; re-run leaderboard/make_reference.sh")
         built.append(out)
     return built, problems
+
+
+def _is_benchmark(ref: Build) -> bool:
+    from ..recipe import load_recipe
+
+    try:
+        r = load_recipe(ref.recipe)
+    except DefectbenchError:
+        return False
+    return ref.limit is None and ref.seed == r.seed and ref.source == r.source.benchmark
 
 
 def wanted_fingerprints(root: Path) -> set[str]:
