@@ -4,7 +4,8 @@ The board's breakdowns (recall, and precision where it applies, per severity bin
 parameters that grade a defect, out of everything a sample records (``params`` JSON and the metadata
 columns). For a recipe not listed here every numeric leaf of ``params`` is used.
 
-- clicks (SPEC 1.1, 1.2): the click's amplitude offset and its length in samples;
+- clicks (SPEC 1.1, 1.2): the click's amplitude offset, its length in samples, and whether it lies
+  in the first or last 1024 samples of the segment (where the paper's SigClick framing never searches);
 - MP3 glitches (SPEC 1.3): the longest overwritten byte run that reaches the segment (``mp3_run_lengths``);
 - video artifacts (SPEC 1.4): hum and hiss amplitude relative to the channel's peak, hum frequency,
   the clip ratio, the additive click's low-pass cut-off and the reductive click's removed length.
@@ -20,11 +21,19 @@ COLUMNS = ("params", "mp3_run_lengths")
 """Columns the readers below use (those a split has are read)."""
 
 
+EDGE = 1024
+"""Samples at each end of a 16384-sample segment that SigClick's paper framing never searches."""
+SEGMENT = 16384
+
+
 def _clicks(row: dict[str, Any]) -> dict[str, float]:
     d = row["params"].get("defect") or {}
     if not d.get("present"):
         return {}
-    return {"click amplitude": float(d["amplitude"]), "click length (samples)": float(d["length"])}
+    pos = int(d["position"])
+    edge = pos < EDGE or pos + int(d["length"]) > SEGMENT - EDGE
+    return {"click amplitude": float(d["amplitude"]), "click length (samples)": float(d["length"]),
+            "click in the first/last 1024 samples (0 no, 1 yes)": float(edge)}
 
 
 def _glitch(row: dict[str, Any]) -> dict[str, float]:
