@@ -71,7 +71,8 @@ def record(bench_dir: Path) -> dict:
         order = [k for s in SPLITS for k in sorted(digests) if k.startswith(s + "-")]
         check = next(i for i, k in enumerate(order) if k.startswith("test-"))  # the first test shard
         builds[name] = {"source": recipe.source.benchmark, "seed": recipe.seed, "fingerprint": m["fingerprint"],
-                        "test_samples": m["splits"]["test"]["samples"], "num_shards": len(order),
+                        "test_samples": m["splits"]["test"]["samples"], "test_labels": m["splits"]["test"]["labels"],
+                        "num_shards": len(order),
                         "check_shard": check, "shards": {k: digests[k] for k in order},
                         "samples": firsts[order[check]]}
     return builds
@@ -86,7 +87,7 @@ def check(bench_dir: Path, golden: dict) -> list[str]:
         if have is None:
             problems.append(f"{name}: no benchmark build")
             continue
-        for key in ("fingerprint", "test_samples", "num_shards", "samples"):
+        for key in ("fingerprint", "test_samples", "test_labels", "num_shards", "samples"):
             if have[key] != want[key]:
                 problems.append(f"{name}: {key} differs ({str(have[key])[:40]} vs golden {str(want[key])[:40]})")
         bad = [k for k in want["shards"] if have["shards"].get(k) != want["shards"][k]]

@@ -28,6 +28,9 @@ def test_every_recipe_with_a_benchmark_source_has_golden_values_and_a_changelog(
     for name, g in GOLDEN_DOC["builds"].items():
         assert g["source"] == load_recipe(name).source.benchmark and g["seed"] == load_recipe(name).seed
         assert len(g["shards"]) == g["num_shards"] and list(g["shards"])[g["check_shard"]].startswith("test-")
+        clean = load_recipe(name).options.get("label_names", ["no_defect"])[0]
+        defective = sum(n for label, n in g["test_labels"].items() if label != clean)
+        assert defective >= 300, f"{name}: {defective} defective test samples, the benchmark needs 300"
 
 
 def test_the_board_reference_builds_are_the_golden_ones():
