@@ -8,8 +8,9 @@
 #    music recipes, essentia-classic on video-artifacts;
 # 3. the neural entries with the shipped weights (`defectbench run --model hooknet|cnn6` with no
 #    --checkpoint): where the weights are not shipped yet, the step says so and the script goes on;
-# 4. renders the board; then `python -m defectbench.golden --write` refreshes the golden fingerprints
-#    (tests/golden/benchmark.json) if the builds changed on purpose (add a line to its changelog).
+# 4. compares the builds with tests/golden/benchmark.json (`python -m defectbench.golden --check`; after
+#    an intended change: `python -m defectbench.golden --write --note WHY`, a changelog line), then
+#    records them as the reference builds and renders the board.
 # Re-run it whenever the engine, a recipe or a detector changes (the fingerprints change with them).
 set -euo pipefail
 WORKERS="${WORKERS:-2}"
@@ -51,6 +52,10 @@ for recipe in $MUSIC; do
   neural hooknet "$recipe"
 done
 neural cnn6 video-artifacts
+
+# the builds against the golden values (a difference is reported, not fatal: regenerate on purpose)
+"${PYTHON:-python}" -m defectbench.golden --check || echo "note: the benchmark builds differ from \
+tests/golden/benchmark.json; if that is intended: python -m defectbench.golden --write --note WHY" >&2
 
 # fingerprints.json holds the benchmark builds; the board re-scores every submission and renders
 defectbench leaderboard "${RECORD[@]}" --quiet
