@@ -118,7 +118,7 @@ def main() -> None:
             t_raw.append(best_of(1, raw))
             t_pred.append(best_of(1, predict_all))
             with make_progress("segments", enabled=False) as progress:
-                t_run.append(_score(det, Rows(dataset, args.split), "framewise", 0, progress)[5])
+                t_run.append(_score(det, Rows(dataset, args.split), "framewise", 0, progress)[6])
         det.close()
         if pool is not None:
             pool.shutdown()

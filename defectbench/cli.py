@@ -47,7 +47,8 @@ def recipes_cmd() -> None:
 @app.command("build")
 def build_cmd(
     recipe: str = typer.Argument(..., help="Recipe name (see `defectbench recipes`) or path to a recipe .toml."),
-    source: Optional[str] = typer.Option(None, help="synth | synth:MINUTES | folder:PATH | fma:PATH | video:PATH (default: the recipe's)."),
+    source: Optional[str] = typer.Option(None, help="synth | synth:MINUTES | folder:PATH | fma:PATH | video:PATH | benchmark (default: the recipe's)."),
+    benchmark: bool = typer.Option(False, "--benchmark", help="The recipe's benchmark-size source (the board's reference build; same as --source benchmark), into datasets/bench/RECIPE by default."),
     metadata: Optional[Path] = typer.Option(None, help="Metadata: FMA's fma_metadata folder (tracks.csv), or a video CSV."),
     out: Optional[Path] = typer.Option(None, help="Output folder (default datasets/RECIPE)."),
     limit: Optional[int] = typer.Option(None, help="Use at most N source items (pieces, videos) per split."),
@@ -63,7 +64,14 @@ def build_cmd(
     """Build a recipe into a Hugging Face dataset folder (parquet + card + manifest)."""
     from .engine import build
     from .executors import open_executor
+    from .recipe import BENCHMARK_DIR, benchmark_source, load_recipe
 
+    if benchmark or source == "benchmark":
+        if benchmark and source not in (None, "benchmark"):
+            raise DefectbenchError("--benchmark names the recipe's benchmark source; give it or --source, not both")
+        r = load_recipe(recipe)
+        source = benchmark_source(r)
+        out = out or BENCHMARK_DIR / r.name
     with open_executor(executor, workers, scheduler) as ex:
         result = build(recipe, source, out, metadata=metadata, seed=seed, limit=limit, workers=workers,
                        overwrite=overwrite, progress=not quiet, executor=ex, num_shards=num_shards,

@@ -9,6 +9,7 @@ A recipe file::
     seed = 0
     [source]
     default = "synth"              # synth | synth:MINUTES | folder:PATH | fma:PATH | video:PATH
+    benchmark = "synth:60"         # the board's reference build (`defectbench build NAME --benchmark`)
     rate = 44100
     channels = 1
     [options]                      # validated by the pipeline's Config
@@ -33,6 +34,8 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 class SourceSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     default: str = "synth"
+    benchmark: str | None = None
+    """The benchmark-size source (a test split with >= 300 defective samples): the board's reference build."""
     rate: int = Field(gt=0)
     channels: int = Field(ge=1, le=2)
     min_rate: int = Field(default=8000, gt=0)
@@ -117,3 +120,14 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
         loc = ".".join(str(p) for p in first["loc"])
         raise DefectbenchError(f"recipe {path}: key 'options.{loc}': {first['msg']}") from None
     return recipe
+
+
+BENCHMARK_DIR = Path("datasets") / "bench"
+"""Where ``defectbench build NAME --benchmark`` writes by default (``datasets/bench/NAME``)."""
+
+
+def benchmark_source(recipe: Recipe) -> str:
+    """The recipe's benchmark source, or one clear error when the recipe names none."""
+    if not recipe.source.benchmark:
+        raise DefectbenchError(f"recipe {recipe.name!r} names no benchmark source ([source] benchmark = \"synth:60\")")
+    return recipe.source.benchmark

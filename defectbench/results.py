@@ -83,6 +83,9 @@ class Threshold(Strict):
     criterion: str
     validation_count: int = Field(ge=0)
     sweep: list[SweepPoint] = []
+    grid: list[float] = []
+    """kind internal: every setting tried; the predictions then hold 0/1 decisions at each (``grid_scores``),
+    so that a scorer can choose the setting on validation again."""
 
 
 class Interval(Strict):
@@ -201,6 +204,8 @@ class Result(Strict):
     throughput: Throughput
     environment: Environment
     predictions: Predictions
+    validation_predictions: Predictions | None = None
+    """The raw scores on the validation split: the board chooses the threshold on them itself."""
     plots: list[str] = []
 
     @model_validator(mode="after")
@@ -226,27 +231,46 @@ def load(path: str | Path) -> Result:
 # ------------------------------------------------------------------------------ predictions -----
 
 
-def write_predictions(path: Path, ids: list[str], item_ids: list[str], scores: np.ndarray) -> str:
-    """Write the per-sample scores (split order) as parquet; return the file's SHA-256."""
-    scores = np.asarray(scores, dtype=np.float32)
-    width = scores.shape[1]
-    table = pa.table(
-        {
-            "id": pa.array(ids, pa.string()),
-            "item_id": pa.array(item_ids, pa.string()),
-            "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.ravel(), pa.float32()), width),
-        }
-    )
+def _fixed(values: np.ndarray) -> pa.FixedSizeListArray:
+    values = np.asarray(values, dtype=np.float32).reshape(len(values), -1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(values.ravel(), pa.float32()), values.shape[1])
+
+
+def write_predictions(path: Path, ids: list[str], item_ids: list[str], scores: np.ndarray,
+                      grid_scores: np.ndarray | None = None) -> str:
+    """Write the per-sample scores (split order) as parquet; return the file's SHA-256.
+
+    ``grid_scores`` (``[n, settings, frames]``, detectors with an internal threshold): the 0/1
+    decisions at every setting of ``threshold.grid``, flattened per row.
+    """
+    columns = {"id": pa.array(ids, pa.string()), "item_id": pa.array(item_ids, pa.string()),
+               "scores": _fixed(scores)}
+    if grid_scores is not None:
+        columns["grid_scores"] = _fixed(grid_scores)
+    table = pa.table(columns)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")
     return file_sha256(path)
 
 
+def _matrix(column) -> np.ndarray:
+    column = column.combine_chunks()
+    return np.array(column.flatten().to_numpy().reshape(-1, column.type.list_size))
+
+
 def read_predictions(path: Path) -> tuple[list[str], np.ndarray]:
-    table = pq.read_table(path)
-    scores = table.column("scores").combine_chunks()
-    width = scores.type.list_size
-    return table.column("id").to_pylist(), np.array(scores.flatten().to_numpy().reshape(-1, width))
+    table = pq.read_table(path, columns=["id", "scores"])
+    return table.column("id").to_pylist(), _matrix(table.column("scores"))
+
+
+def read_grid_scores(path: Path, settings: int) -> np.ndarray | None:
+    """``[n, settings, frames]`` decisions at every grid setting, or None where the file has none."""
+    if "grid_scores" not in pq.read_schema(path).names:
+        return None
+    flat = _matrix(pq.read_table(path, columns=["grid_scores"]).column("grid_scores"))
+    if settings < 1 or flat.shape[1] % settings:
+        raise ValueError(f"grid_scores rows of {flat.shape[1]} values do not split into {settings} settings")
+    return flat.reshape(len(flat), settings, -1)
 
 
 def file_sha256(path: Path) -> str:
@@ -258,40 +282,28 @@ def file_sha256(path: Path) -> str:
 
 
 def verify(result_path: str | Path, dataset: str | Path | None = None) -> Result:
-    """Check a result: schema, predictions hash, and (given the dataset) every headline metric recomputed.
+    """Check a result: schema, predictions hashes, and (given the dataset) every figure recomputed.
 
-    Raises :class:`DefectbenchError` naming the first mismatch.
+    The recomputation is the leaderboard's own (:func:`defectbench.rescore.rescore`: the dataset's
+    fingerprint checked against its parquet files, the threshold chosen again on the validation
+    scores, every figure recomputed on the scored split). Raises :class:`DefectbenchError` naming
+    the first mismatch.
     """
+    from pydantic import ValidationError
+
+    from .rescore import check_predictions, rescore
+
     result_path = Path(result_path)
-    result = load(result_path)
-    pred_path = result_path.parent / result.predictions.path
-    if not pred_path.exists():
-        raise DefectbenchError(f"predictions file {pred_path} is missing")
-    if file_sha256(pred_path) != result.predictions.sha256:
-        raise DefectbenchError(f"predictions file {pred_path} does not match the hash in {result_path}")
-    ids, scores = read_predictions(pred_path)
-    if len(ids) != result.predictions.rows:
-        raise DefectbenchError("predictions row count differs from the result")
+    try:
+        result = load(result_path)
+    except (ValidationError, OSError) as exc:
+        raise DefectbenchError(f"{result_path} is not a valid result file: {str(exc).splitlines()[0]}") from None
+    check_predictions(result, result_path.parent)
     if dataset is None:
         return result
-    from .dataset import iter_rows, read_manifest
-
-    manifest = read_manifest(dataset)
-    if manifest.get("fingerprint") != result.dataset.fingerprint:
-        raise DefectbenchError("the dataset's fingerprint differs from the one scored")
-    rows = [(r["id"], r["target"], r["label"]) for r in iter_rows(dataset, result.dataset.split)]
-    if [r[0] for r in rows] != ids:
-        raise DefectbenchError("prediction ids differ from the dataset split's ids (or their order)")
-    if result.task == "framewise":
-        targets = np.stack([r[1] for r in rows])
-        again = M.framewise_metrics(targets, scores, result.threshold.decision)
-        keys = ("accuracy", "precision", "recall", "f1", "average_precision")
-    else:
-        again = M.multiclass_metrics(np.array([r[2] for r in rows]), scores)
-        keys = ("accuracy", "balanced_accuracy")
-    for key in keys:
-        if not _close(getattr(result.metrics, key), again[key]):
-            raise DefectbenchError(f"{key}: result says {getattr(result.metrics, key)}, predictions give {again[key]}")
+    again = rescore(result, result_path.parent, Path(dataset), n_resamples=0)
+    if again.differences:
+        raise DefectbenchError(f"{result_path}: " + "; ".join(again.differences))
     return result
 
 

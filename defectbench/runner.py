@@ -151,11 +151,15 @@ def _criterion_value(m: dict[str, Any], criterion: str) -> float:
     return -np.inf if v is None else float(v)
 
 
-def choose_on_grid(detector: Detector, validation: Rows, criterion: str, progress) -> Threshold:
-    """Run the detector at every ``threshold_grid`` value on validation; keep the best by ``criterion``."""
+def choose_on_grid(detector: Detector, validation: Rows, criterion: str, progress):
+    """Run the detector at every ``threshold_grid`` value on validation; keep the best by ``criterion``.
+
+    Returns (threshold, validation ids, item ids, decisions ``[n, settings, frames]``): the decisions
+    at every setting go into the validation predictions, so that a scorer can choose again.
+    """
     grid = list(detector.threshold_grid)
     counts = np.zeros((len(grid), 4), dtype=np.int64)
-    n = 0
+    ids, item_ids, decisions = [], [], []
     task = progress.add_task(f"{detector.name}: validation sweep", total=len(validation))
     for batch in prefetched(batched(validation, detector.batch_size)):
         scores = np.asarray(detector.predict_grid(batch), dtype=np.float32)
@@ -164,22 +168,27 @@ def choose_on_grid(detector: Detector, validation: Rows, criterion: str, progres
         targets = np.stack([r["target"] for r in batch])
         for k in range(len(grid)):
             counts[k] += M.binary_counts(targets, _check_scores(scores[k], batch, "framewise", 0, detector.name) >= 0.5)
-        n += len(batch)
+        decisions.append(scores.transpose(1, 0, 2))
+        ids += [str(r["id"]) for r in batch]
+        item_ids += [str(r.get("item_id", r["id"])) for r in batch]
         progress.advance(task, len(batch))
-    if n == 0:
+    if not ids:
         raise DefectbenchError("the dataset has no validation rows to choose the threshold on")
     sweep = [M.binary_from_counts(c) for c in counts]
     best = int(np.argmax([_criterion_value(m, criterion) for m in sweep]))  # ties: first grid value
-    return Threshold(
+    threshold = Threshold(
         kind="internal",
         value=float(grid[best]),
         unit=detector.threshold_unit,
         decision=0.5,
         chosen_on="validation",
         criterion=criterion,
-        validation_count=n,
+        validation_count=len(ids),
         sweep=[SweepPoint(value=float(v), **m) for v, m in zip(grid, sweep)],
+        grid=[float(v) for v in grid],
     )
+    grid_scores = np.concatenate(decisions)
+    return threshold, ids, item_ids, grid_scores[:, best], grid_scores
 
 
 def best_score_threshold(targets: np.ndarray, scores: np.ndarray, criterion: str) -> tuple[float, dict[str, Any]]:
@@ -202,12 +211,15 @@ def best_score_threshold(targets: np.ndarray, scores: np.ndarray, criterion: str
     return float(thresholds[k]), M.binary_from_counts([tp[k], fp[k], fn[k], tn[k]])
 
 
-def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progress) -> Threshold:
-    targets, scores = [], []
+def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progress):
+    """The validation score threshold with the best ``criterion``; returns (threshold, ids, item ids, scores)."""
+    targets, scores, ids, item_ids = [], [], [], []
     task = progress.add_task(f"{detector.name}: validation", total=len(validation))
     for batch in prefetched(batched(validation, detector.batch_size)):
         scores.append(_check_scores(detector.predict(batch), batch, "framewise", 0, detector.name))
         targets.append(np.stack([r["target"] for r in batch]))
+        ids += [str(r["id"]) for r in batch]
+        item_ids += [str(r.get("item_id", r["id"])) for r in batch]
         progress.advance(task, len(batch))
     if not scores:
         raise DefectbenchError("the dataset has no validation rows to choose the threshold on")
@@ -215,8 +227,9 @@ def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progr
     if validation.ctx.enabled:  # every process's rows, in dataset order
         n = validation.total()
         targets, scores = D.gather_in_order(targets, n, validation.ctx), D.gather_in_order(scores, n, validation.ctx)
+        ids, item_ids = (D.gather_in_order(np.array(x, dtype=object), n, validation.ctx).tolist() for x in (ids, item_ids))
     value, m = best_score_threshold(targets, scores, criterion)
-    return Threshold(
+    threshold = Threshold(
         kind="score",
         value=value,
         decision=value,
@@ -225,6 +238,7 @@ def choose_on_scores(detector: Detector, validation: Rows, criterion: str, progr
         validation_count=len(scores),
         sweep=[SweepPoint(value=value, **m)],
     )
+    return threshold, ids, item_ids, scores, None
 
 
 # ---------------------------------------------------------------------------------- the run -----
@@ -295,29 +309,37 @@ def run(
     try:
         with _progress(show_progress and ctx.is_main) as progress:
             detector.fit(Rows(dataset, "train"), Rows(dataset, "validation"))
+            validation = None  # (ids, item ids, scores, grid decisions) of the validation split
             if task == "framewise":
                 if detector.threshold_grid:
-                    threshold = choose_on_grid(detector, Rows(dataset, "validation"), criterion, progress)
+                    threshold, *validation = choose_on_grid(detector, Rows(dataset, "validation"), criterion, progress)
                     detector.threshold = threshold.value
                 else:
-                    threshold = choose_on_scores(detector, Rows(dataset, "validation", ctx), criterion, progress)
+                    threshold, *validation = choose_on_scores(detector, Rows(dataset, "validation", ctx), criterion, progress)
             else:
                 fitted = type(detector).fit is not Detector.fit
                 threshold = Threshold(
                     kind="argmax", value=None, decision=None, chosen_on="validation" if fitted else "none",
                     criterion=getattr(detector, "fit_criterion", "") if fitted else "", validation_count=0,
                 )
-            scored = _score(detector, Rows(dataset, split, ctx), task, len(label_names), progress)
+            grid_index = list(detector.threshold_grid).index(threshold.value) if threshold.grid else None
+            scored = _score(detector, Rows(dataset, split, ctx), task, len(label_names), progress, grid_index)
     finally:
         detector.close()
     if not ctx.is_main:  # rank 0 has every row's scores and writes the result
         D.finish(ctx)
         return None
 
-    ids, item_ids, params, truth, scores, seconds, predict_seconds = scored
+    ids, item_ids, params, truth, scores, grid_scores, seconds, predict_seconds = scored
     metrics = _metrics(task, truth, scores, threshold, item_ids, params, label_names, n_resamples, seed)
     pred_path = stem.with_name(stem.name + ".predictions.parquet")
-    sha = write_predictions(pred_path, ids, item_ids, scores)
+    sha = write_predictions(pred_path, ids, item_ids, scores, grid_scores)
+    validation_predictions = None
+    if validation is not None:
+        v_path = stem.with_name(stem.name + ".validation.predictions.parquet")
+        v_ids, v_items, v_scores, v_grid = validation
+        validation_predictions = Predictions(path=v_path.name, sha256=write_predictions(v_path, v_ids, v_items, v_scores, v_grid),
+                                             rows=len(v_ids))
     plot_paths = _plots(stem, task, truth, scores, threshold, metrics, label_names, detector.name, split) if make_plots else []
     options_json = to_jsonable(getattr(detector, "options", {}) or {})
     result = Result(
@@ -352,6 +374,7 @@ def run(
         ),
         environment=environment(),
         predictions=Predictions(path=pred_path.name, sha256=sha, rows=len(ids)),
+        validation_predictions=validation_predictions,
         plots=[p.name for p in plot_paths],
     )
     result.write(out)
@@ -365,14 +388,21 @@ def _recipe_name(manifest: dict) -> str:
     return str(recipe.get("name", "")) if isinstance(recipe, dict) else str(recipe)
 
 
-def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress):
-    ids, item_ids, params, truth, scores = [], [], [], [], []
+def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress, grid_index: int | None = None):
+    """Score one split; with ``grid_index`` (a detector with an internal threshold) at every grid
+    setting, the scores being the decisions at the chosen one."""
+    ids, item_ids, params, truth, scores, grids = [], [], [], [], [], []
     predict_seconds = 0.0
     bar = progress.add_task(f"{detector.name}: {rows.split}", total=len(rows))
     start = time.perf_counter()
     for batch in prefetched(batched(rows, detector.batch_size)):
         t0 = time.perf_counter()
-        s = detector.predict(batch)
+        if grid_index is None:
+            s = detector.predict(batch)
+        else:
+            g = np.asarray(detector.predict_grid(batch), dtype=np.float32)
+            grids.append(np.stack([_check_scores(x, batch, task, n_classes, detector.name) for x in g], axis=1))
+            s = g[grid_index]
         predict_seconds += time.perf_counter() - t0
         scores.append(_check_scores(s, batch, task, n_classes, detector.name))
         for r in batch:
@@ -393,7 +423,8 @@ def _score(detector: Detector, rows: Rows, task: str, n_classes: int, progress):
         ids, item_ids, params = (D.gather_in_order(np.array(x, dtype=object), n, ctx).tolist() for x in (ids, item_ids, params))
         truth_arr, scores_arr = D.gather_in_order(truth_arr, n, ctx), D.gather_in_order(scores_arr, n, ctx)
         seconds, predict_seconds = D.gather_in_order(np.array([[seconds, predict_seconds]]), ctx.world_size, ctx).max(axis=0).tolist()
-    return ids, item_ids, params, truth_arr, scores_arr, seconds, predict_seconds
+    grid_arr = np.concatenate(grids) if grids else None
+    return ids, item_ids, params, truth_arr, scores_arr, grid_arr, seconds, predict_seconds
 
 
 def _metrics(task, truth, scores, threshold, item_ids, params, label_names, n_resamples, seed):

@@ -106,16 +106,17 @@ LABELS = ["no_defect", "hum", "hiss", "distortion", "click"]
 
 
 def five_way_dataset(folder: Path, rate: int = 8000) -> Path:
-    """A small hand-written 5-way dataset in the engine's format (parquet shards + manifest), for the
-    multiclass path until the video recipe lands: each row is 0.1 s of a tone whose level grows with
+    """A small hand-written 5-way dataset in the engine's format (parquet shards + manifest, the
+    fingerprint over the engine's per-row hashes): each row is 0.1 s of a tone whose level grows with
     the class index, with noise, in 4 "videos" per split (the bootstrap groups)."""
-    import hashlib
     import json
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from defectbench.audio_io import wav_bytes
+    from defectbench.audio_io import read_wav_bytes, wav_bytes
+    from defectbench.dataset import fingerprint as content_fingerprint
+    from defectbench.dataset import row_hash
 
     (folder / "data").mkdir(parents=True)
     rng = np.random.default_rng(7)
@@ -131,11 +132,12 @@ def five_way_dataset(folder: Path, rate: int = 8000) -> Path:
                     rows.append({"id": rid, "audio": {"bytes": wav_bytes(x, rate), "path": None},
                                  "target": [int(k > 0)] * 10, "label": k, "split": split, "item_id": f"{split}-v{video}",
                                  "params": json.dumps({LABELS[k]: {"level": 0.1 * (k + 1)}} if k else {})})
-                    hashes.append(hashlib.sha256(x.tobytes() + rid.encode()).hexdigest())
+                    stored = {k: v for k, v in rows[-1].items() if k != "audio"}
+                    hashes.append(row_hash(stored, read_wav_bytes(rows[-1]["audio"]["bytes"])[0]))
         pq.write_table(pa.Table.from_pylist(rows), folder / "data" / f"{split}-00000-of-00001.parquet")
         splits[split] = {"samples": len(rows), "items": 4, "skipped": 0, "shards": 1,
                          "labels": {n: 12 for n in LABELS}}
-    fingerprint = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+    fingerprint = content_fingerprint(hashes)
     manifest = {"defectbench_version": "test", "recipe": {"name": "toy-5way", "sha256": "0" * 64},
                 "task": "multiclass", "label_names": LABELS, "seed": 0, "limit": None,
                 "source": {"spec": "hand-written test rows", "description": "", "license": "CC0-1.0"},

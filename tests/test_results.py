@@ -15,6 +15,7 @@ from defectbench.results import (
     Result,
     file_sha256,
     load,
+    read_grid_scores,
     read_predictions,
     verify,
     write_predictions,
@@ -73,14 +74,17 @@ def test_tampered_predictions_fail_verification(copy, dataset):
     pred = copy.parent / result.predictions.path
     verify(copy, dataset)  # untouched: passes
     ids, scores = read_predictions(pred)
+    grid = read_grid_scores(pred, len(result.threshold.grid))  # SigClick: its decisions at every dB setting
     scores[:, :] = 0
     scores[0, 0] = 1
-    write_predictions(pred, ids, ids, scores)
-    with pytest.raises(DefectbenchError, match="hash"):
+    grid[:] = 0
+    grid[0, :, 0] = 1
+    write_predictions(pred, ids, ids, scores, grid)
+    with pytest.raises(DefectbenchError, match="SHA-256 differs"):
         verify(copy, dataset)
     # a forger who also updates the hash is caught by recomputing the metrics from the dataset
     tamper(copy, lambda d: d["predictions"].update(sha256=file_sha256(pred)))
-    with pytest.raises(DefectbenchError, match="predictions give"):
+    with pytest.raises(DefectbenchError, match="recall declared .*, recomputed"):
         verify(copy, dataset)
 
 
@@ -90,7 +94,7 @@ def test_reordered_predictions_fail_verification(copy, dataset):
     ids, scores = read_predictions(pred)
     write_predictions(pred, ids[::-1], ids[::-1], scores[::-1])
     tamper(copy, lambda d: d["predictions"].update(sha256=file_sha256(pred)))
-    with pytest.raises(DefectbenchError, match="order"):
+    with pytest.raises(DefectbenchError, match="prediction ids differ from the dataset's test split"):
         verify(copy, dataset)
 
 

@@ -88,3 +88,22 @@ def test_workers_give_the_same_result():
 def test_short_segment_is_a_clear_error():
     with pytest.raises(DefectbenchError, match="4096"):
         detect_segment(np.zeros(2048, np.float32), RATE, 35)
+
+
+@pytest.mark.parametrize("position", [300, 900, N - 700, N - 200])
+def test_clicks_in_the_blind_edges_are_found_only_with_edges_true(position):
+    # the paper's framing never searches the first and last 1024 samples (a recall ceiling of 87.5 %)
+    x = clicked(position)
+    assert detect_segment(x, RATE, threshold=35).sum() == 0
+    out = detect_segment(x, RATE, threshold=35, edges=True)
+    assert np.flatnonzero(out).tolist() == [position // 128]
+
+
+def test_edges_true_adds_no_detection_to_a_clean_signal_and_keeps_the_middle():
+    assert detect_segment(sine(), RATE, threshold=30, edges=True).sum() == 0
+    out = detect_segment(clicked(64 * 128 + 64), RATE, threshold=35, edges=True)
+    assert np.flatnonzero(out).tolist() == [64]
+    det = SigClick(edges="true")
+    assert det.edges is True and det.options["edges"] is True
+    with pytest.raises(DefectbenchError, match="edges='maybe'"):
+        SigClick(edges="maybe")

@@ -26,7 +26,7 @@ def demo_steps(minutes: float, config: str, epochs: int, batch_size: int, worker
         ["examples", data],
         ["run", "--model", "sigclick", "--dataset", data, "--out", "results/fma-clicks/sigclick.json",
          "--workers", str(workers)],
-        ["submit", "results/fma-clicks/sigclick.json", "--name", "sigclick", "--overwrite"],
+        ["submit", "results/fma-clicks/sigclick.json", "--name", "demo-sigclick", "--overwrite"],
     ]
     if train:
         ckpt = f"checkpoints/hooknet-{config}-fma-clicks"
@@ -35,7 +35,7 @@ def demo_steps(minutes: float, config: str, epochs: int, batch_size: int, worker
              "--batch-size", str(batch_size), "--device", device, "--out", ckpt],
             ["run", "--model", "hooknet", "--checkpoint", ckpt, "--dataset", data,
              "--out", f"results/fma-clicks/hooknet-{config}.json"],
-            ["submit", f"results/fma-clicks/hooknet-{config}.json", "--name", f"hooknet-{config}", "--overwrite"],
+            ["submit", f"results/fma-clicks/hooknet-{config}.json", "--name", f"demo-hooknet-{config}", "--overwrite"],
         ]
     steps.append(["leaderboard", "--record", data])
     return steps
