@@ -160,8 +160,12 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C (the same clean-up), exit status 143."""
 
 
+_terminated: list[bool] = []  # set by the handler: typer returns Ctrl-C as exit code 130, SIGTERM included
+
+
 def _on_sigterm(signum, frame) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    _terminated.append(True)
     raise Terminated()
 
 
@@ -184,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         if exc.detail:
             print(exc.detail, file=sys.stderr, end="")
         sys.exit(1)
-    except (KeyboardInterrupt, Abort) as exc:  # click turns KeyboardInterrupt (and so Terminated) into Abort
-        code = 143 if isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated) else 130
+    except (KeyboardInterrupt, Abort):
+        code = 130
+    if code == 130 and _terminated:
+        code = 143
     except ClickException as exc:  # usage errors: click's own one-line message
         exc.show()
         sys.exit(exc.exit_code)
