@@ -190,11 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except (KeyboardInterrupt, Abort):
         code = 130
-    if code == 130 and _terminated:
-        code = 143
     except ClickException as exc:  # usage errors: click's own one-line message
         exc.show()
         sys.exit(exc.exit_code)
+    if code == 130 and _terminated:
+        code = 143
     if code in (130, 143):
         err.print(INTERRUPTED)
     if isinstance(code, int) and code:
