@@ -523,6 +523,8 @@ def _run_tasks(todo: list[ShardTask], workers: int, executor: Executor | None, p
             except BaseException:
                 if own:
                     stop_pool(pool)
+                    for stale in pending[0].spec.shard_dir.glob(".*.tmp"):  # what the killed workers were writing
+                        stale.unlink(missing_ok=True)
                 else:
                     for fut in futures:
                         fut.cancel()
