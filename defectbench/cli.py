@@ -111,8 +111,8 @@ def info_cmd(dataset: Path = typer.Argument(..., help="A dataset folder built by
 
     report = verify_dataset(dataset)
     _print_summary(dataset, read_manifest(dataset))
-    console.print(f"verified: the parquet files give this fingerprint"
-                  + (" (a stored verification of the same bytes)" if report.cached else ""))
+    console.print("verified: the parquet files give this fingerprint"
+                  + (" (a stored verification of the same bytes)" if report.cached else ""), soft_wrap=True)
 
 
 @app.command("verify")
@@ -127,7 +127,7 @@ def verify_cmd(
     rows = ", ".join(f"{s} {n}" for s, n in report.rows.items())
     how = "stored verification of the same bytes" if report.cached else "recomputed from the parquet files"
     console.print(f"{dataset}: fingerprint {report.fingerprint} verified ({how}; {report.files} files; rows {rows})",
-                  highlight=False)
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("examples")

@@ -344,7 +344,7 @@ def open_parts_root(root: Path) -> None:
     mark(root, "parts")
 
 
-def open_partial(partial: Path, key: str, kind: str, reads: list[Path], overwrite: bool) -> None:
+def open_partial(partial: Path, key: str, kind: str, reads: list[Path]) -> None:
     """Make ``partial`` ready to (re)build into: resume it if it is ours and of this build, start it over
     if it is ours and of another, refuse it (one line) if it is not ours."""
     if partial.exists() or partial.is_symlink():
@@ -396,49 +396,64 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
     reads = reads_of(recipe, source, metadata)
     if part:
         open_parts_root(root)
-    with output_lock(lock_target):
-        if not part and (out.exists() or out.is_symlink()):
-            if not overwrite:
-                raise DefectbenchError(f"{out} already exists; pass --overwrite to replace it")
-            check_removable(out, ("dataset",), reads, why=" (--overwrite)")  # before any work: refuse early
-        pipeline = recipe.make_pipeline()
-        features = build_features(pipeline.features(), recipe.source.rate)
-        listing = list_source(source, metadata, seed)
-        info = {"description": listing.description, "license": listing.license,
-                "skipped": [list(s) for s in listing.skipped], "notes": list(listing.notes)}
-        spec = BuildSpec(recipe, source, metadata, seed, limit, out, partial, features.arrow_schema, info)
-        open_partial(partial, spec.key, "part" if part else "partial", reads, overwrite)
-        spec.shard_dir.mkdir(exist_ok=True)
+    try:
+        with output_lock(lock_target):
+            return _build_locked(recipe, source, out, metadata, seed, limit, workers, overwrite, progress,
+                                 executor, num_shards, shard_index, partial, reads, t0)
+    except OSError as exc:
+        if _disk_full(exc):
+            raise DefectbenchError(f"disk full while building {out}: free some space and run the same command "
+                                   "to resume") from None
+        raise
 
-        tasks = make_tasks(listing, spec)
-        if not tasks:
-            raise DefectbenchError(f"source {source!r} gave no items to build")
-        notes = list(listing.notes)
-        empty = [s for s in SPLITS if not any(t.split == s for t in tasks)]
-        if empty:
-            notes.append(f"the source gives no {' and no '.join(empty)} items: the dataset will have no "
-                         f"{', '.join(empty)} split (a detector's threshold is chosen on validation, scored on test)")
-        spec.listing["notes"] = notes
-        all_tasks = tasks
-        if part:
-            tasks = [t for pos, t in enumerate(tasks) if pos % num_shards == shard_index]
-        done = _reusable(spec, tasks)
-        todo = [t for t in tasks if t.name not in done]
-        total_items = sum(len(t.items) for t in tasks)
-        retried = _run_tasks(todo, workers, executor, progress, total_items,
-                             sum(len(t.items) for t in tasks if t.name in done), f"build {recipe.name}")
-        if part:
-            part_info = {"key": spec.key, "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.sha256},
-                         "source": source, "metadata": str(metadata) if metadata else None, "seed": seed, "limit": limit,
-                         "defectbench_version": __version__, "num_shards": num_shards, "shard_index": shard_index,
-                         "shards": [t.name for t in all_tasks], "shard_keys": {t.name: t.key for t in all_tasks},
-                         "built": [t.name for t in tasks], "listing": spec.listing}
-            tmp = partial / ".part.json.tmp"
-            tmp.write_text(json.dumps(part_info, indent=1) + "\n")
-            tmp.rename(partial / "part.json")  # written last: marks the part complete
-            return BuildResult(partial, {}, time.perf_counter() - t0, reused_shards=len(done), retried=retried,
-                               part=part_info, notes=notes)
-        manifest = finish(spec, [t.name for t in tasks], overwrite, reads)
+
+def _build_locked(recipe: Recipe, source: str, out: Path, metadata: Path | None, seed: int, limit: int | None,
+                  workers: int, overwrite: bool, progress: bool, executor: Executor | None,
+                  num_shards: int | None, shard_index: int | None, partial: Path, reads: list[Path],
+                  t0: float) -> BuildResult:
+    part = num_shards is not None
+    if not part and (out.exists() or out.is_symlink()):
+        if not overwrite:
+            raise DefectbenchError(f"{out} already exists; pass --overwrite to replace it")
+        check_removable(out, ("dataset",), reads, why=" (--overwrite)")  # before any work: refuse early
+    pipeline = recipe.make_pipeline()
+    features = build_features(pipeline.features(), recipe.source.rate)
+    listing = list_source(source, metadata, seed)
+    info = {"description": listing.description, "license": listing.license,
+            "skipped": [list(s) for s in listing.skipped], "notes": list(listing.notes)}
+    spec = BuildSpec(recipe, source, metadata, seed, limit, out, partial, features.arrow_schema, info)
+    open_partial(partial, spec.key, "part" if part else "partial", reads)
+    spec.shard_dir.mkdir(exist_ok=True)
+
+    tasks = make_tasks(listing, spec)
+    if not tasks:
+        raise DefectbenchError(f"source {source!r} gave no items to build")
+    notes = list(listing.notes)
+    empty = [s for s in SPLITS if not any(t.split == s for t in tasks)]
+    if empty:
+        notes.append(f"the source gives no {' and no '.join(empty)} items: the dataset will have no "
+                     f"{', '.join(empty)} split (a detector's threshold is chosen on validation, scored on test)")
+    spec.listing["notes"] = notes
+    all_tasks = tasks
+    if part:
+        tasks = [t for pos, t in enumerate(tasks) if pos % num_shards == shard_index]
+    done = _reusable(spec, tasks)
+    todo = [t for t in tasks if t.name not in done]
+    total_items = sum(len(t.items) for t in tasks)
+    retried = _run_tasks(todo, workers, executor, progress, total_items,
+                         sum(len(t.items) for t in tasks if t.name in done), f"build {recipe.name}")
+    if part:
+        part_info = {"key": spec.key, "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.sha256},
+                     "source": source, "metadata": str(metadata) if metadata else None, "seed": seed, "limit": limit,
+                     "defectbench_version": __version__, "num_shards": num_shards, "shard_index": shard_index,
+                     "shards": [t.name for t in all_tasks], "shard_keys": {t.name: t.key for t in all_tasks},
+                     "built": [t.name for t in tasks], "listing": spec.listing}
+        tmp = partial / ".part.json.tmp"
+        tmp.write_text(json.dumps(part_info, indent=1) + "\n")
+        tmp.rename(partial / "part.json")  # written last: marks the part complete
+        return BuildResult(partial, {}, time.perf_counter() - t0, reused_shards=len(done), retried=retried,
+                           part=part_info, notes=notes)
+    manifest = finish(spec, [t.name for t in tasks], overwrite, reads)
     return BuildResult(out, manifest, time.perf_counter() - t0, reused_shards=len(done),
                        skipped=manifest["skipped"], retried=retried, notes=notes)
 

@@ -92,7 +92,7 @@ def _merge(out: Path, recipe: str | Path | None, overwrite: bool, t0: float) -> 
                      features.arrow_schema, first["listing"])
 
     # An interrupted merge left some shards in OUT.partial: resume it (it is ours and of this build).
-    open_partial(spec.partial, spec.key, "partial", reads, overwrite)
+    open_partial(spec.partial, spec.key, "partial", reads)
     spec.shard_dir.mkdir(exist_ok=True)
     # Every shard of the build exactly once, of the listing the parts were built from.
     names: list[str] = first["shards"]
