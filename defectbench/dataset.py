@@ -299,6 +299,12 @@ def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
                   "| " + " | ".join(manifest["label_names"][1:]) + " |", "|" + "---|" * (len(manifest["label_names"]) - 1)]
         totals = {n: sum(manifest["splits"].get(s, {}).get("labels", {}).get(n, 0) for s in SPLITS) for n in manifest["label_names"]}
         lines.append("| " + " | ".join(f"{totals[n] / totals[base]:.2f}" if totals[base] else "-" for n in manifest["label_names"][1:]) + " |")
+    clipping = manifest.get("source_clipping") or {}
+    if clipping.get("items"):
+        lines += ["", f"{clipping['items']} source items had samples outside [-1, 1] ({clipping['samples']} samples "
+                  "in all), clipped; each row's `source_clipped_samples` counts its item's."]
+    for note in manifest.get("notes") or []:
+        lines += ["", f"Note: {note}."]
     if manifest.get("counters"):
         lines += ["", "Build counters (summed over all splits): " + ", ".join(
             f"`{k}` {v:g}" for k, v in sorted(manifest["counters"].items())) + "."]

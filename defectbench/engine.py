@@ -416,6 +416,9 @@ def _build_locked(recipe: Recipe, source: str, out: Path, metadata: Path | None,
         if not overwrite:
             raise DefectbenchError(f"{out} already exists; pass --overwrite to replace it")
         check_removable(out, ("dataset",), reads, why=" (--overwrite)")  # before any work: refuse early
+        old = out.with_name(out.name + ".old")
+        if os.path.lexists(old):
+            check_removable(old, ("dataset",), reads, why=" (left by an interrupted --overwrite)")
     pipeline = recipe.make_pipeline()
     features = build_features(pipeline.features(), recipe.source.rate)
     listing = list_source(source, metadata, seed)
