@@ -119,11 +119,12 @@ def info_cmd(dataset: Path = typer.Argument(..., help="A dataset folder built by
 def verify_cmd(
     dataset: Path = typer.Argument(..., help="A dataset folder built by `defectbench build`."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Trust a stored verification of the same bytes (sizes, mtimes, sha256)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
 ) -> None:
     """Recompute the fingerprint from the parquet files and compare it with the manifest's (exit 2 if it differs)."""
     from .verify import verify_dataset
 
-    report = verify_dataset(dataset, use_cache=cache)
+    report = verify_dataset(dataset, use_cache=cache, progress=not quiet)
     rows = ", ".join(f"{s} {n}" for s, n in report.rows.items())
     how = "stored verification of the same bytes" if report.cached else "recomputed from the parquet files"
     console.print(f"{dataset}: fingerprint {report.fingerprint} verified ({how}; {report.files} files; rows {rows})",

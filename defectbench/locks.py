@@ -57,6 +57,6 @@ def output_lock(folder: str | Path, what: str = "build") -> Iterator[Path]:
         yield path
     finally:
         try:
-            path.unlink()
+            path.unlink(missing_ok=True)
         finally:
             os.close(fd)

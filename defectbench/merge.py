@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,11 @@ def merge(out: str | Path, *, recipe: str | Path | None = None, overwrite: bool 
     """Check the parts in ``parts_dir(out)`` and assemble them into the dataset folder ``out``."""
     t0 = time.perf_counter()
     out = output_path(out)
-    with output_lock(out, what="merge"):
+    with output_lock(out, what="merge"), ExitStack() as parts:
+        root = parts_dir(out)
+        for folder in sorted(root.iterdir()) if root.is_dir() else []:  # no job may write a part while it is merged
+            if folder.is_dir() and not folder.name.startswith("."):
+                parts.enter_context(output_lock(folder, what="merge"))
         return _merge(out, recipe, overwrite, t0)
 
 

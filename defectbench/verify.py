@@ -113,27 +113,34 @@ def check_counts(path: Path, manifest: dict) -> None:
                                    f"{info.get('samples', 0)}: the folder was altered; rebuild it")
 
 
-def recompute_fingerprint(path: str | Path) -> tuple[str, dict[str, int]]:
+def recompute_fingerprint(path: str | Path, progress: bool = False, total: int = 0) -> tuple[str, dict[str, int]]:
     """The fingerprint of the rows in ``path``'s parquet files, and the rows per split (no cache)."""
+    from .progress import item_progress
+
     hashes: list[str] = []
     rows: dict[str, int] = {}
-    for split in SPLITS:
-        n = 0
-        for row in iter_rows(path, split):
-            audio = row.pop("audio")
-            row.pop("rate", None)
-            hashes.append(row_hash(row, audio))
-            n += 1
-        rows[split] = n
+    with item_progress(f"verify {Path(path).name}", total, unit="rows", enabled=progress) as advance:
+        for split in SPLITS:
+            n = 0
+            for row in iter_rows(path, split):
+                audio = row.pop("audio")
+                row.pop("rate", None)
+                hashes.append(row_hash(row, audio))
+                n += 1
+                if n % 64 == 0:
+                    advance(64)
+            advance(n % 64)
+            rows[split] = n
     return fingerprint(hashes), rows
 
 
-def verify_dataset(path: str | Path, use_cache: bool = True) -> VerifyReport:
+def verify_dataset(path: str | Path, use_cache: bool = True, progress: bool = False) -> VerifyReport:
     """Recompute ``path``'s fingerprint from its parquet files and compare it with the manifest's.
 
     Returns a :class:`VerifyReport`; raises :class:`DefectbenchError` (one line) when the folder is not a
     dataset, the files are not those the manifest counts, or the recomputed fingerprint differs.
-    See the module docstring for the stored verification (``use_cache``).
+    See the module docstring for the stored verification (``use_cache``); ``progress`` shows a bar
+    (rows, rate, ETA) while recomputing.
     """
     path = Path(path)
     manifest = read_manifest(path)
@@ -145,7 +152,7 @@ def verify_dataset(path: str | Path, use_cache: bool = True) -> VerifyReport:
         check_counts(path, manifest)
         if use_cache and _stored(path, manifest_sha, expected, files):
             return VerifyReport(path, expected, rows, len(files), cached=True)
-        actual, rows = recompute_fingerprint(path)
+        actual, rows = recompute_fingerprint(path, progress, sum(rows.values()))
     except (OSError, ValueError, KeyError, RuntimeError) as exc:  # an unreadable or foreign parquet file
         raise DefectbenchError(f"{path}: cannot read its parquet files ({type(exc).__name__}: "
                                f"{str(exc).splitlines()[0] if str(exc) else ''}); the folder was altered; rebuild it") from None
