@@ -2,7 +2,7 @@
 
 1. Peak memory of decoding a 10-minute stereo 44.1 kHz file (FLAC and MP3) whole vs only the
    18.6 s (+1 s margin) that ``fma-clicks`` uses (``defectbench.audio_io.decode(path, max_seconds)``),
-   each in a fresh process (max RSS minus the RSS after imports).
+   each in a fresh process (peak RSS minus the RSS after imports).
 2. ``defectbench verify``: recomputing the fingerprint from the parquet files (decode every row, hash
    it) vs a stored verification of the same bytes (stat + sha256 of every file), rows per second.
 
@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,15 +22,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import machine, write_section  # noqa: E402
 
+# VmHWM (the peak RSS of this process image), not ru_maxrss: Linux keeps ru_maxrss across exec, so a
+# child of a big parent would start with the parent's peak.
 DECODE = r"""
-import resource, sys
-import numpy as np
+import sys
 from defectbench.audio_io import decode
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+base = hwm()
 secs = None if sys.argv[2] == "whole" else float(sys.argv[2])
 audio, rate = decode(sys.argv[1], secs)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(audio.shape[1] / rate, (peak - base) / 1024)
+print(audio.shape[1] / rate, (hwm() - base) / 1024)
 """
 
 
@@ -94,8 +97,9 @@ def main() -> None:
         dec = decode_rows(files)
         ver = verify_rows(args.pieces, Path(tmp))
     body = "\n".join([
-        f"Machine: {machine()}. `python benchmarks/bench_safety.py --pieces {args.pieces}`.", "",
-        "Decoding a 10-minute stereo 44.1 kHz file, each in a fresh process; MB is the growth of max RSS "
+        f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} while measuring (other jobs share it). "
+        f"`python benchmarks/bench_safety.py --pieces {args.pieces}`.", "",
+        "Decoding a 10-minute stereo 44.1 kHz file, each in a fresh process; MB is the growth of peak RSS (VmHWM) "
         "during the decode (float32 samples plus the decoder's buffers):", "",
         "| file | decoded | seconds of audio | MB | wall s |", "|---|---|---|---|---|", *dec, "",
         f"`defectbench verify` on `fma-clicks` from synth ({args.pieces} pieces per split, 50 segments each):", "",
