@@ -98,6 +98,10 @@ def _print_summary(path: Path, m: dict) -> None:
             console.print(f"  [yellow]-[/] {s['id']}: {s['reason']}")
         if len(m["skipped"]) > 10:
             console.print(f"  ... and {len(m['skipped']) - 10} more (manifest.json lists every one)")
+    clipping = m.get("source_clipping") or {}
+    if clipping.get("items"):
+        console.print(f"[yellow]source clipping:[/] {clipping['items']} items had samples outside [-1, 1] "
+                      f"({clipping['samples']} samples, clipped; column source_clipped_samples)")
     for k, v in sorted(m.get("counters", {}).items()):
         console.print(f"  {k}: {v:g}")
     console.print(f"fingerprint {m['fingerprint']}")

@@ -458,7 +458,7 @@ def _build_locked(recipe: Recipe, source: str, out: Path, metadata: Path | None,
                            part=part_info, notes=notes)
     manifest = finish(spec, [t.name for t in tasks], overwrite, reads)
     return BuildResult(out, manifest, time.perf_counter() - t0, reused_shards=len(done),
-                       skipped=manifest["skipped"], retried=retried, notes=notes)
+                       skipped=manifest["skipped"], retried=retried, notes=manifest["notes"])
 
 
 def _reusable(spec: BuildSpec, tasks: list[ShardTask]) -> set[str]:
@@ -482,11 +482,32 @@ def _reusable(spec: BuildSpec, tasks: list[ShardTask]) -> set[str]:
     return done
 
 
+def _check_rows(spec: BuildSpec, summaries: list[dict[str, Any]]) -> None:
+    """A build that gave no rows fails (naming why); a split that gave none is a note."""
+    def why(entries) -> str:
+        reasons: dict[str, int] = {}
+        for s in (x for e in entries for x in e["skipped"]):
+            kind = s["reason"].split(" (")[0].split(":")[0]
+            reasons[kind] = reasons.get(kind, 0) + 1
+        return ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "no items"
+
+    if not sum(s["rows"] for s in summaries):
+        raise DefectbenchError(f"the build gave no rows: every source item was skipped ({why(summaries)}); "
+                               "see the reasons with another --source, or fix the files")
+    notes = spec.listing.setdefault("notes", [])
+    for split in SPLITS:
+        entries = [s for s in summaries if s["split"] == split]
+        if entries and not sum(s["rows"] for s in entries):
+            notes.append(f"split {split} has no rows: all its {sum(len(s['skipped']) for s in entries)} "
+                         f"items were skipped ({why(entries)})")
+
+
 def finish(spec: BuildSpec, names: list[str], overwrite: bool = False, reads: list[Path] = ()) -> dict[str, Any]:
     """Step 3: every shard in ``names`` is complete in ``spec.shard_dir``; assemble and rename to ``spec.out``.
 
     The caller holds the lock of ``spec.out``."""
     summaries = [json.loads((spec.shard_dir / f"{n}.json").read_text()) for n in names]
+    _check_rows(spec, summaries)
     out = spec.out
     if out.exists() or out.is_symlink():  # checked again: the folder may have changed while we built
         if not overwrite:

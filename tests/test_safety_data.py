@@ -304,3 +304,14 @@ def test_a_long_file_is_decoded_only_as_far_as_the_recipe_uses(tmp_path):
     assert rate == RATE and audio.shape == (1, int(np.ceil((50 * 16384 / RATE + 1.0) * RATE)))
     whole, _ = decode(path)
     np.testing.assert_array_equal(audio, whole[:, : audio.shape[1]])
+
+
+def test_a_build_whose_every_item_is_skipped_is_an_error_not_an_empty_dataset(recipe, tmp_path):
+    src = tmp_path / "bad"
+    for album in ("a", "b"):
+        (src / album).mkdir(parents=True)
+    sf.write(src / "a" / "short.wav", music(0.1, 1), RATE)  # shorter than one segment
+    sf.write(src / "b" / "quiet.wav", music(1.0, 2, level=10 ** (-78 / 20)), RATE, subtype="FLOAT")
+    proc = cli("build", recipe, "--source", f"folder:{src}", "--out", tmp_path / "ds", "--quiet", cwd=tmp_path)
+    one_line_error(proc, "gave no rows", "silent: 1", "too short: 1")
+    assert not (tmp_path / "ds").exists()
