@@ -90,7 +90,7 @@ class ShardWriter:
         self._audio: list[np.ndarray] = []
         self._item: list[tuple[pa.Table, list[str]]] = []  # the current item's converted batches
         self._item_rows = 0
-        self._spill_path = path.with_name(path.name + ".item")
+        self._spill_path = path.with_name(path.stem + ".item.tmp")  # swept with the shard's own .tmp files
         self._spill: pa.ipc.RecordBatchStreamWriter | None = None
         self._spilled: list[list[str]] = []  # hashes of the spilled batches, in order
         self._pending: pa.Table | None = None  # committed rows not yet written (< ROW_GROUP)

@@ -550,8 +550,10 @@ def _run_tasks(todo: list[ShardTask], workers: int, executor: Executor | None, p
             own = executor is None
             pool = executor or default_executor(workers)
             broken: list[ShardTask] = []
+            futures: dict[Future, ShardTask] = {}
             try:
-                futures: dict[Future, ShardTask] = {pool.submit(build_shard, t): t for t in pending}
+                for t in pending:
+                    futures[pool.submit(build_shard, t)] = t
                 for fut in as_completed(futures):
                     try:
                         fut.result()  # re-raises a worker's failure

@@ -123,7 +123,7 @@ def test_a_skipped_item_leaves_no_rows_in_its_shard(tmp_path, rows):
     assert stored == [f"kept/{i:03d}" for i in range(rows)] + ["last/000"]
     assert len(writer.hashes) == writer.count == rows + 1
     assert {g.num_rows for g in (pq.ParquetFile(path).metadata.row_group(k) for k in range(pq.ParquetFile(path).num_row_groups))} <= {ROW_GROUP, (rows + 1) % ROW_GROUP}
-    assert not list(tmp_path.glob("*.item"))  # no spill file left
+    assert not list(tmp_path.glob("*.item.tmp"))  # no spill file left
 
 
 def test_an_exception_in_an_item_stops_the_build_naming_the_item(tmp_path):
