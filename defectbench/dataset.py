@@ -5,8 +5,10 @@ Layout of a built dataset folder::
     data/train-00000-of-00004.parquet ...   one file per shard, row groups of ROW_GROUP rows
     README.md                               dataset card: YAML (configs, splits, features, licence)
     manifest.json                           recipe, seed, source, counts, skipped items, fingerprint
+    .defectbench                            ownership marker (:mod:`defectbench.ownership`)
 
-``datasets.load_dataset(folder)`` opens it offline. The toolkit itself reads it with
+:func:`row_hash` and :func:`fingerprint` define the fingerprint, which :mod:`defectbench.verify`
+recomputes from the files (the README states it byte for byte). ``datasets.load_dataset(folder)`` opens it offline. The toolkit itself reads it with
 :func:`iter_rows` (pyarrow + soundfile, no Hub-side decoding), which is much faster than decoding
 the ``Audio`` column through ``datasets``.
 """
