@@ -337,7 +337,7 @@ def open_parts_root(root: Path) -> None:
     if os.path.lexists(root) and kind_of(root) == "parts":
         return
     root.mkdir(parents=True, exist_ok=True)
-    ours = all((e.name.startswith(".") and e.name.endswith(".lock")) or (e.is_dir() and kind_of(e) == "part")
+    ours = all((e.name.startswith(".") and e.name.endswith(".defectbench-lock")) or (e.is_dir() and kind_of(e) == "part")
                or e.name.startswith(".defectbench") for e in root.iterdir())
     if not ours or root.is_symlink():
         raise DefectbenchError(f"{root} exists and is not a parts folder defectbench made; move it away")

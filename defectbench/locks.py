@@ -1,6 +1,6 @@
 """One writer per output folder: an exclusive ``fcntl.flock`` held for the whole build (issue 13).
 
-``output_lock(OUT)`` locks ``.OUT.lock`` beside ``OUT`` (so it covers ``OUT``, ``OUT.partial`` and
+``output_lock(OUT)`` locks ``.OUT.defectbench-lock`` beside ``OUT`` (so it covers ``OUT``, ``OUT.partial`` and
 ``OUT.old`` together, which all live beside it). The lock file holds the holder's pid; a second build
 of the same ``OUT`` is refused at once with one line naming that pid. The kernel drops the lock when
 the holder dies, however it dies (``kill -9`` included), so a stale lock file never blocks anyone.
@@ -20,7 +20,7 @@ from .core import DefectbenchError
 
 
 def lock_path(folder: Path) -> Path:
-    return folder.with_name(f".{folder.name}.lock")
+    return folder.with_name(f".{folder.name}.defectbench-lock")
 
 
 @contextmanager
@@ -49,6 +49,10 @@ def output_lock(folder: str | Path, what: str = "build") -> Iterator[Path]:
         except FileNotFoundError:
             same = False
         if same:
+            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            if text and not text.isdigit():  # a file of that name that we did not write: leave it alone
+                os.close(fd)
+                raise DefectbenchError(f"{path} exists and is not a defectbench lock file; move it away")
             break
         os.close(fd)  # we locked a file its last holder had already removed: lock the new one
     try:

@@ -176,7 +176,7 @@ def test_two_builds_into_one_out_one_is_refused(tmp_path):
     out = tmp_path / "ds"
     first = popen("build", "fma-clicks", "--out", out, "--limit", "2", "--quiet", cwd=tmp_path)
     try:
-        _wait_for(lambda: (tmp_path / ".ds.lock").exists() and (tmp_path / ".ds.lock").read_text().strip()
+        _wait_for(lambda: (tmp_path / ".ds.defectbench-lock").exists() and (tmp_path / ".ds.defectbench-lock").read_text().strip()
                   or first.poll() is not None)
         assert first.poll() is None, "the first build ended before the second started"
         second = cli("build", "fma-clicks", "--out", out, "--limit", "2", "--quiet", "--overwrite", cwd=tmp_path)
@@ -187,7 +187,7 @@ def test_two_builds_into_one_out_one_is_refused(tmp_path):
             first.kill()
     assert first.returncode == 0, err
     assert cli("verify", out, cwd=tmp_path).returncode == 0
-    assert not (tmp_path / ".ds.lock").exists()  # released and removed
+    assert not (tmp_path / ".ds.defectbench-lock").exists()  # released and removed
 
 
 # ------------------------------------------------------------------------------ dead parents
@@ -234,3 +234,10 @@ def test_sigterm_is_handled_like_ctrl_c(tmp_path):
     _wait_for(lambda: not any(_alive(w) for w in workers), seconds=15)
     assert not (tmp_path / "ds").exists() and (tmp_path / "ds.partial").is_dir()
     assert not list((tmp_path / "ds.partial" / "shards").glob(".*.tmp"))
+
+
+def test_a_file_where_the_lock_goes_that_is_not_ours_is_left_alone(small_recipe, tmp_path):
+    lock = tmp_path / ".ds.defectbench-lock"
+    lock.write_text("my own file")
+    one_line_error(cli("build", small_recipe, "--out", tmp_path / "ds", *TINY, cwd=tmp_path), "not a defectbench lock file")
+    assert lock.read_text() == "my own file"
