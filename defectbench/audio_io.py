@@ -18,8 +18,11 @@ import soxr
 from .core import SkipItem
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a file to float32 ``[channels, samples]`` and its rate, or raise SkipItem."""
+def decode(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Decode a file to float32 ``[channels, samples]`` and its rate, or raise SkipItem.
+
+    With ``max_seconds`` only the first ``max_seconds`` are decoded (and returned): a 10-minute file
+    of which a recipe uses 18.6 s is never held whole in memory."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -28,11 +31,14 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
     if size == 0:
         raise SkipItem("empty file (0 bytes)")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            frames = -1 if max_seconds is None else int(np.ceil(max_seconds * rate))
+            data = f.read(frames=frames, dtype="float32", always_2d=True)
         audio = np.ascontiguousarray(data.T)
     except Exception as sf_exc:  # libsndfile's errors are plain RuntimeError/LibsndfileError
         try:
-            audio, rate = _decode_pyav(path)
+            audio, rate = _decode_pyav(path, max_seconds)
         except SkipItem:
             raise
         except Exception as av_exc:
@@ -45,7 +51,7 @@ def _short(exc: Exception) -> str:
     return text[:120]
 
 
-def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
+def _decode_pyav(path: Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
     import av
 
     with av.open(str(path)) as container:
@@ -58,14 +64,22 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
         # fltp: planar float; to_ndarray() then gives [channels, samples] for every frame.
         resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
         chunks = []
+        wanted = None if max_seconds is None else int(np.ceil(max_seconds * rate))
+        got = 0
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray())
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray())
+                got += chunks[-1].shape[-1]
+            if wanted is not None and got >= wanted:
+                break
+        else:
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray())
     if not chunks:
         raise SkipItem("audio stream holds no samples")
     audio = np.concatenate(chunks, axis=1).astype(np.float32)
+    if wanted is not None:
+        audio = audio[:, :wanted]
     if audio.shape[0] != channels:
         audio = audio[:channels]
     return audio, int(rate)

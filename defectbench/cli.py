@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -78,6 +79,8 @@ def build_cmd(
                        shard_index=shard_index)
     if result.retried:
         console.print(f"[yellow]rebuilt {len(result.retried)} shard(s) after a worker died:[/] {', '.join(result.retried)}")
+    for note in result.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
     if result.part:
         p = result.part
         console.print(f"built part {p['shard_index']} of {p['num_shards']} ({len(p['built'])} of {len(p['shards'])} shards) "
@@ -103,6 +106,10 @@ def _print_summary(path: Path, m: dict) -> None:
             console.print(f"  [yellow]-[/] {s['id']}: {s['reason']}")
         if len(m["skipped"]) > 10:
             console.print(f"  ... and {len(m['skipped']) - 10} more (manifest.json lists every one)")
+    clipping = m.get("source_clipping") or {}
+    if clipping.get("items"):
+        console.print(f"[yellow]source clipping:[/] {clipping['items']} items had samples outside [-1, 1] "
+                      f"({clipping['samples']} samples, clipped; column source_clipped_samples)")
     for k, v in sorted(m.get("counters", {}).items()):
         console.print(f"  {k}: {v:g}")
     console.print(f"fingerprint {m['fingerprint']}")
@@ -110,16 +117,30 @@ def _print_summary(path: Path, m: dict) -> None:
 
 @app.command("info")
 def info_cmd(dataset: Path = typer.Argument(..., help="A dataset folder built by `defectbench build`.")) -> None:
-    """Counts per split and label, skipped items and the fingerprint of a built dataset."""
-    from .dataset import count_rows, read_manifest
+    """Counts per split and label, skipped items and the fingerprint of a built dataset (verified)."""
+    from .dataset import read_manifest
+    from .verify import verify_dataset
 
-    m = read_manifest(dataset)
-    for s in SPLITS:
-        expected = m["splits"].get(s, {}).get("samples", 0)
-        found = count_rows(dataset, s)
-        if found != expected:
-            raise DefectbenchError(f"{dataset}: split {s} has {found} rows but the manifest says {expected}: the folder was altered")
-    _print_summary(dataset, m)
+    report = verify_dataset(dataset)
+    _print_summary(dataset, read_manifest(dataset))
+    console.print("verified: the parquet files give this fingerprint"
+                  + (" (a stored verification of the same bytes)" if report.cached else ""), soft_wrap=True)
+
+
+@app.command("verify")
+def verify_cmd(
+    dataset: Path = typer.Argument(..., help="A dataset folder built by `defectbench build`."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Trust a stored verification of the same bytes (sizes, mtimes, sha256)."),
+    quiet: bool = typer.Option(False, help="No progress bar."),
+) -> None:
+    """Recompute the fingerprint from the parquet files and compare it with the manifest's (exit 2 if it differs)."""
+    from .verify import verify_dataset
+
+    report = verify_dataset(dataset, use_cache=cache, progress=not quiet)
+    rows = ", ".join(f"{s} {n}" for s, n in report.rows.items())
+    how = "stored verification of the same bytes" if report.cached else "recomputed from the parquet files"
+    console.print(f"{dataset}: fingerprint {report.fingerprint} verified ({how}; {report.files} files; rows {rows})",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command("examples")
@@ -148,8 +169,25 @@ def _register_command_modules() -> None:
 INTERRUPTED = "[yellow]interrupted[/]: run the same command again to resume (finished shards are kept)"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (the same clean-up), exit status 143."""
+
+
+_terminated: list[bool] = []  # set by the handler: typer returns Ctrl-C as exit code 130, SIGTERM included
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    _terminated.append(True)
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
+    from .engine import ItemFailed
+
     _register_command_modules()
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         # standalone_mode=False: errors come back to us (one line, no traceback); typer turns
         # Ctrl-C into exit code 130 and returns exit codes instead of raising.
@@ -157,12 +195,20 @@ def main(argv: list[str] | None = None) -> None:
     except DefectbenchError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    except ItemFailed as exc:  # an internal error: not a skip, not the user's mistake; loud, with the cause
+        err.print(f"[red]error:[/] build stopped: {exc} (an internal error, not a skipped item; "
+                  "finished shards are kept)", highlight=False)
+        if exc.detail:
+            print(exc.detail, file=sys.stderr, end="")
+        sys.exit(1)
     except (KeyboardInterrupt, Abort):
         code = 130
     except ClickException as exc:  # usage errors: click's own one-line message
         exc.show()
         sys.exit(exc.exit_code)
-    if code == 130:
+    if code == 130 and _terminated:
+        code = 143
+    if code in (130, 143):
         err.print(INTERRUPTED)
     if isinstance(code, int) and code:
         sys.exit(code)

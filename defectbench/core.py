@@ -24,7 +24,9 @@ class DefectbenchError(Exception):
 class SkipItem(Exception):
     """Raised while loading or processing one source item that cannot be used (with the reason).
 
-    The engine records the item id and the reason in the build report and the manifest and goes on.
+    The engine records the item id and the reason in the build report and the manifest, drops every
+    row the item gave, and goes on. It is the only exception that skips an item: anything else stops
+    the build (the item and the cause named), since it is a bug or a broken environment.
     """
 
 
@@ -34,10 +36,15 @@ class Item:
 
     id: str
     split: str
-    load: Callable[[], tuple[np.ndarray, int]]
-    """Returns ``(audio, rate)`` with audio float32 shaped ``[channels, samples]``; may raise SkipItem."""
+    load: Callable[..., tuple[np.ndarray, int]]
+    """``load(max_seconds=None)`` returns ``(audio, rate)`` with audio float32 shaped ``[channels, samples]``,
+    at least the first ``max_seconds`` of the item where it is that long (a source may decode only those,
+    the engine never uses more); may raise SkipItem."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Source metadata copied into every sample (e.g. track_id, artist_id, genres)."""
+    stamp: str = ""
+    """What identifies this version of the item's audio in the listing (a file's size and mtime;
+    empty for generated audio): part of its shard's key, so a changed file is rebuilt on resume."""
 
 
 @dataclass

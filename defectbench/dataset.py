@@ -5,8 +5,10 @@ Layout of a built dataset folder::
     data/train-00000-of-00004.parquet ...   one file per shard, row groups of ROW_GROUP rows
     README.md                               dataset card: YAML (configs, splits, features, licence)
     manifest.json                           recipe, seed, source, counts, skipped items, fingerprint
+    .defectbench                            ownership marker (:mod:`defectbench.ownership`)
 
-``datasets.load_dataset(folder)`` opens it offline. The toolkit itself reads it with
+:func:`row_hash` and :func:`fingerprint` define the fingerprint, which :mod:`defectbench.verify`
+recomputes from the files (the README states it byte for byte). ``datasets.load_dataset(folder)`` opens it offline. The toolkit itself reads it with
 :func:`iter_rows` (pyarrow + soundfile, no Hub-side decoding), which is much faster than decoding
 the ``Audio`` column through ``datasets``.
 """
@@ -29,11 +31,17 @@ ROW_GROUP = 64
 MANIFEST = "manifest.json"
 
 
+ENGINE_COLUMNS = ("source_clipped_samples",)
+"""Columns the engine adds to every row after the pipeline's: ``source_clipped_samples`` counts the
+samples of the item's (used, resampled) source audio that lay outside [-1, 1] and were clipped."""
+
+
 def build_features(pipeline_features: dict[str, Any], rate: int):
-    """The ``datasets.Features`` of a recipe's rows: id, audio, then the pipeline's columns."""
+    """The ``datasets.Features`` of a recipe's rows: id, audio, the pipeline's columns, then :data:`ENGINE_COLUMNS`."""
     from datasets import Audio, Features, Value
 
-    return Features({"id": Value("string"), "audio": Audio(sampling_rate=rate), **pipeline_features})
+    return Features({"id": Value("string"), "audio": Audio(sampling_rate=rate), **pipeline_features,
+                     "source_clipped_samples": Value("int64")})
 
 
 def sample_row(sample: Sample) -> dict[str, Any]:
@@ -64,35 +72,113 @@ def row_hash(row: dict[str, Any], audio: np.ndarray) -> str:
 
 
 class ShardWriter:
-    """Writes rows to one parquet file in row groups of ``ROW_GROUP``; memory stays one group."""
+    """Writes rows to one parquet file in row groups of ``ROW_GROUP``, committing whole items only.
+
+    Rows come in per source item: :meth:`add` buffers them, :meth:`commit_item` hands them to the
+    file and :meth:`discard_item` drops them, so a shard never holds rows of an item that did not
+    finish. Memory stays bounded whatever the item's length: an item's rows beyond
+    ``SPILL_ROWS`` are converted to Arrow (their hashes computed) and spilled to a temporary Arrow
+    IPC file beside the shard, which the commit streams back in row groups.
+    """
+
+    SPILL_ROWS = 4 * ROW_GROUP
 
     def __init__(self, path: Path, schema: pa.Schema) -> None:
         self.path = path
         self.schema = schema
-        self.rows: list[dict[str, Any]] = []
-        self.audio: list[np.ndarray] = []
         self.hashes: list[str] = []
         self.count = 0
+        self._rows: list[dict[str, Any]] = []  # the current item's rows not yet converted
+        self._audio: list[np.ndarray] = []
+        self._item: list[tuple[pa.Table, list[str]]] = []  # the current item's converted batches
+        self._item_rows = 0
+        self._spill_path = path.with_name(path.stem + ".item.tmp")  # swept with the shard's own .tmp files
+        self._spill: pa.ipc.RecordBatchStreamWriter | None = None
+        self._spilled: list[list[str]] = []  # hashes of the spilled batches, in order
+        self._pending: pa.Table | None = None  # committed rows not yet written (< ROW_GROUP)
+        self._pending_hashes: list[str] = []
         self.writer = pq.ParquetWriter(path, schema)
 
     def add(self, sample: Sample) -> None:
-        self.rows.append(sample_row(sample))
-        self.audio.append(sample.audio)
-        if len(self.rows) >= ROW_GROUP:
-            self.flush()
+        self._rows.append(sample_row(sample))
+        self._audio.append(sample.audio)
+        if len(self._rows) >= ROW_GROUP:
+            self._convert()
 
-    def flush(self) -> None:
-        if self.rows:
-            table = pa.Table.from_pylist(self.rows, schema=self.schema)
-            self.writer.write_table(table)
-            stored = table.drop_columns(["audio"]).to_pylist()
-            self.hashes += [row_hash(row, audio) for row, audio in zip(stored, self.audio)]
-            self.count += len(self.rows)
-            self.rows, self.audio = [], []
+    def _convert(self) -> None:
+        if not self._rows:
+            return
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        stored = table.drop_columns(["audio"]).to_pylist()
+        hashes = [row_hash(row, audio) for row, audio in zip(stored, self._audio)]
+        self._rows, self._audio = [], []
+        self._item_rows += table.num_rows
+        if self._item_rows > self.SPILL_ROWS or self._spill is not None:
+            if self._spill is None:
+                self._spill = pa.ipc.new_stream(str(self._spill_path), self.schema)
+                for t, h in self._item:  # the batches held so far go first
+                    self._spill.write_table(t)
+                    self._spilled.append(h)
+                self._item = []
+            self._spill.write_table(table)
+            self._spilled.append(hashes)
+        else:
+            self._item.append((table, hashes))
+
+    def commit_item(self) -> None:
+        """The current item finished: its rows become part of the shard."""
+        self._convert()
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+            with pa.memory_map(str(self._spill_path)) as source:
+                reader = pa.ipc.open_stream(source)
+                for batch, hashes in zip(reader, self._spilled):
+                    self._append(pa.Table.from_batches([batch], schema=self.schema), hashes)
+            self._spill_path.unlink()
+        for table, hashes in self._item:
+            self._append(table, hashes)
+        self._reset_item()
+
+    def discard_item(self) -> None:
+        """The current item was skipped: drop every row it gave."""
+        if self._spill is not None:
+            self._spill.close()
+        self._spill_path.unlink(missing_ok=True)
+        self._reset_item()
+
+    def _reset_item(self) -> None:
+        self._rows, self._audio, self._item, self._spilled, self._item_rows, self._spill = [], [], [], [], 0, None
+
+    def _append(self, table: pa.Table, hashes: list[str]) -> None:
+        table = table if self._pending is None else pa.concat_tables([self._pending, table])
+        hashes = self._pending_hashes + hashes
+        full = (table.num_rows // ROW_GROUP) * ROW_GROUP
+        if full:
+            self.writer.write_table(table.slice(0, full), row_group_size=ROW_GROUP)
+            self.hashes += hashes[:full]
+            self.count += full
+        self._pending = table.slice(full) if full < table.num_rows else None
+        self._pending_hashes = hashes[full:]
 
     def close(self) -> None:
-        self.flush()
+        """Write the last (short) row group and close the file; an uncommitted item is dropped."""
+        self.discard_item()
+        if self._pending is not None:
+            self.writer.write_table(self._pending, row_group_size=ROW_GROUP)
+            self.hashes += self._pending_hashes
+            self.count += self._pending.num_rows
+            self._pending, self._pending_hashes = None, []
         self.writer.close()
+
+    def abort(self) -> None:
+        """Close without finishing (the caller removes the file)."""
+        try:
+            if self._spill is not None:
+                self._spill.close()
+        finally:
+            self._spill_path.unlink(missing_ok=True)
+            self.writer.close()
 
 
 def fingerprint(sample_hashes: Iterable[str]) -> str:
@@ -215,6 +301,12 @@ def dataset_card(manifest: dict[str, Any], features, card_section: str) -> str:
                   "| " + " | ".join(manifest["label_names"][1:]) + " |", "|" + "---|" * (len(manifest["label_names"]) - 1)]
         totals = {n: sum(manifest["splits"].get(s, {}).get("labels", {}).get(n, 0) for s in SPLITS) for n in manifest["label_names"]}
         lines.append("| " + " | ".join(f"{totals[n] / totals[base]:.2f}" if totals[base] else "-" for n in manifest["label_names"][1:]) + " |")
+    clipping = manifest.get("source_clipping") or {}
+    if clipping.get("items"):
+        lines += ["", f"{clipping['items']} source items had samples outside [-1, 1] ({clipping['samples']} samples "
+                  "in all), clipped; each row's `source_clipped_samples` counts its item's."]
+    for note in manifest.get("notes") or []:
+        lines += ["", f"Note: {note}."]
     if manifest.get("counters"):
         lines += ["", "Build counters (summed over all splits): " + ", ".join(
             f"`{k}` {v:g}" for k, v in sorted(manifest["counters"].items())) + "."]

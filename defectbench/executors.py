@@ -16,8 +16,14 @@ workers must run the same defectbench version (the build key and the fingerprint
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing import get_context
 from typing import Iterator
 
 from .core import DefectbenchError
@@ -25,6 +31,56 @@ from .core import DefectbenchError
 EXECUTORS = ("process", "dask")
 RETRIES = 2
 """Dask re-runs a shard that raised at most this many times (worker deaths are counted separately)."""
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_SECONDS = 1.0
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(WATCH_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def worker_init(parent: int) -> None:
+    """Initializer of every pool worker: it dies with the build, whatever kills the build.
+
+    On Linux the kernel sends the worker SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``,
+    through ctypes: the standard library has no binding); everywhere a daemon thread checks once a
+    second that the parent is still the one that started it. Ctrl-C goes to the whole process
+    group: the worker ignores it and the parent stops the pool (:func:`stop_pool`).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="defectbench-parent-watch").start()
+
+
+def default_executor(workers: int) -> Executor:
+    # spawn: workers start clean (no inherited threads from pyarrow or torch in the parent).
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(),))
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now (an error, Ctrl-C, SIGTERM): kill its workers rather than wait for their shards.
+
+    ``ProcessPoolExecutor`` has no public way to kill its workers (``shutdown`` waits for running
+    tasks), so this reads its ``_processes`` map; a killed worker's shard leaves only a ``.tmp`` file,
+    which the next run sweeps."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            proc.kill()
+        except (OSError, ValueError):  # already gone
+            pass
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 @contextmanager

@@ -3,7 +3,13 @@
 What goes up is exactly what :func:`stage` copies into a staging folder: ``data/*.parquet`` (every
 shard the manifest counts), ``README.md`` (the dataset card, whose YAML gives the Hub its configs,
 splits and features) and ``manifest.json`` (recipe, seed, source, counts, fingerprint). Nothing else
-in the dataset folder (a stray file, a ``.partial`` leftover) is uploaded. ``--dry-run`` stops after
+in the dataset folder (a stray file, a ``.partial`` leftover) is uploaded. Before anything is staged
+the dataset is verified (:func:`defectbench.verify.verify_dataset`: the fingerprint recomputed from
+the parquet files, or a stored verification of the same bytes), so a swapped file is never published.
+
+The staging folder is made by defectbench and carries its ownership marker (never uploaded); an
+existing staging path is replaced only when it is such a folder (:mod:`defectbench.ownership`):
+``--staging .`` or ``--staging datasets`` is refused with one line, and nothing is removed. ``--dry-run`` stops after
 staging and prints the plan, so the staged folder can be inspected, or loaded with
 ``datasets.load_dataset(staged)``, before anything leaves the machine.
 
@@ -19,10 +25,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from .core import SPLITS, DefectbenchError
 from .dataset import MANIFEST, check_dataset, read_manifest
+from .ownership import MARKER, mark, remove_owned
 
 CARD = "README.md"
 
@@ -76,21 +82,14 @@ def check_repo_id(repo: str) -> str:
 
 
 def upload_files(dataset: Path) -> list[Path]:
-    """Files of a dataset folder that are published, relative to it, after checking them against the manifest."""
+    """Files of a dataset folder that are published, relative to it, after verifying them against the manifest."""
+    from .verify import verify_dataset
+
     dataset = check_dataset(dataset)
-    manifest = read_manifest(dataset)
+    verify_dataset(dataset)  # counts, then the fingerprint recomputed (or a stored verification of these bytes)
     files: list[Path] = []
     for split in SPLITS:
-        info = manifest["splits"].get(split, {})
-        shards = sorted((dataset / "data").glob(f"{split}-*-of-*.parquet"))
-        if len(shards) != info.get("shards", 0):
-            raise DefectbenchError(f"{dataset}: split {split} has {len(shards)} shard files but the manifest "
-                                   f"lists {info.get('shards', 0)}: the folder was altered; rebuild it")
-        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in shards)
-        if rows != info.get("samples", 0):
-            raise DefectbenchError(f"{dataset}: split {split} has {rows} rows but the manifest says "
-                                   f"{info.get('samples', 0)}: the folder was altered; rebuild it")
-        files += [f.relative_to(dataset) for f in shards]
+        files += [f.relative_to(dataset) for f in sorted((dataset / "data").glob(f"{split}-*-of-*.parquet"))]
     if not (dataset / CARD).is_file():
         raise DefectbenchError(f"{dataset}: the dataset card {CARD} is missing; rebuild the dataset")
     return files + [Path(CARD), Path(MANIFEST)]
@@ -102,10 +101,9 @@ def stage(dataset: str | Path, staged: str | Path, repo: str, private: bool = Fa
     files = upload_files(dataset)
     if staged.resolve() == dataset.resolve() or dataset.resolve() in staged.resolve().parents:
         raise DefectbenchError(f"the staging folder {staged} must lie outside the dataset folder {dataset}")
-    if staged.exists():
-        if not staged.is_dir():
-            raise DefectbenchError(f"the staging path {staged} exists and is not a folder")
-        shutil.rmtree(staged)
+    remove_owned(staged, ("staging",), reads=[dataset], why=" (--staging)")
+    staged.mkdir(parents=True)
+    mark(staged, "staging")
     manifest = read_manifest(dataset)
     plan = Plan(dataset=dataset, staged=staged, repo=repo, fingerprint=manifest["fingerprint"], private=private,
                 rows={s: manifest["splits"].get(s, {}).get("samples", 0) for s in SPLITS})
@@ -169,7 +167,7 @@ def publish(dataset: str | Path, repo: str, *, dry_run: bool = False, staging: s
     api = HfApi(token=token)
     try:
         api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(plan.staged),
+        api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(plan.staged), ignore_patterns=[MARKER],
                           commit_message=message or f"defectbench dataset {plan.fingerprint[:12]}")
     except Exception as exc:  # noqa: BLE001 - every user-fixable Hub failure becomes one line; others re-raise
         raise _hub_error(exc, repo) from None

@@ -36,7 +36,8 @@ class SourceSection(BaseModel):
     default: str = "synth"
     benchmark: str | None = None
     """The benchmark-size source (a test split with >= 300 defective samples): the board's reference build."""
-    rate: int = Field(gt=0)
+    rate: int = Field(ge=8000, le=384000)
+    """The rate every item is resampled to (Hz); below 8 kHz no recipe's defects or targets make sense."""
     channels: int = Field(ge=1, le=2)
     min_rate: int = Field(default=8000, gt=0)
     """Source files below this rate are skipped ("odd rate")."""

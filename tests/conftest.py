@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+if "DEFECTBENCH_CACHE" not in os.environ:  # stored verifications: never the user's cache
+    import tempfile
+
+    os.environ["DEFECTBENCH_CACHE"] = tempfile.mkdtemp(prefix="defectbench-cache-")
 
 
 @pytest.fixture(scope="session")

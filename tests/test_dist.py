@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,7 @@ import pytest
 
 from defectbench.core import DefectbenchError
 from defectbench.dataset import read_manifest
-from defectbench.engine import KILL_HOOK, build, parts_dir
+from defectbench.engine import build, parts_dir
 from defectbench.merge import merge
 
 SHARDS = ["train-00000", "train-00001", "validation-00000", "validation-00001", "test-00000", "test-00001"]
@@ -122,23 +126,50 @@ def test_merge_fails_on_parts_of_another_build(recipe, parts_template, tmp_path)
         merge(out)
 
 
-def test_a_killed_pool_worker_loses_only_its_shard(recipe, pool_build, tmp_path, monkeypatch):
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(KILL_HOOK, f"train-00001:{marker}")
-    result = build(recipe, "synth", tmp_path / "ds", limit=2, workers=2, progress=False)
-    assert marker.exists()  # the worker really died (os._exit) in the middle of train-00001
+class KillWorkerOf(threading.Thread):
+    """SIGKILL, from outside, the worker process that is building shard ``name`` of the build into ``out``.
+
+    A worker writes ``.NAME.PID.tmp`` in ``OUT.partial/shards`` while it builds a shard: the watcher
+    waits for that file and kills the pid in its name, once (as the OOM killer or an operator would)."""
+
+    def __init__(self, out: Path, name: str) -> None:
+        super().__init__(daemon=True)
+        self.shards, self.name, self.killed = out.with_name(out.name + ".partial") / "shards", name, None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for tmp in self.shards.glob(f".{self.name}.*.tmp") if self.shards.is_dir() else []:
+                pid = int(tmp.name.split(".")[2])
+                os.kill(pid, signal.SIGKILL)
+                self.killed = pid
+                return
+            time.sleep(0.005)
+
+
+def test_a_killed_pool_worker_loses_only_its_shard(recipe, pool_build, tmp_path):
+    killer = KillWorkerOf(tmp_path / "ds", "train-00001")
+    killer.start()
+    try:
+        result = build(recipe, "synth", tmp_path / "ds", limit=2, workers=2, progress=False)
+    finally:
+        killer.stop.set()
+    assert killer.killed  # a worker really died (SIGKILL) in the middle of train-00001
     assert "train-00001" in result.retried
     assert file_hashes(tmp_path / "ds") == file_hashes(pool_build)
 
 
-def test_a_killed_dask_worker_loses_only_its_shard(recipe, pool_build, tmp_path, monkeypatch):
+def test_a_killed_dask_worker_loses_only_its_shard(recipe, pool_build, tmp_path):
     from defectbench.executors import open_executor
 
-    marker = tmp_path / "killed-once"
-    monkeypatch.setenv(KILL_HOOK, f"validation-00000:{marker}")
+    killer = KillWorkerOf(tmp_path / "ds", "validation-00000")
     with open_executor("dask", workers=2) as ex:
-        build(recipe, "synth", tmp_path / "ds", limit=2, progress=False, executor=ex)
-    assert marker.exists()
+        killer.start()
+        try:
+            build(recipe, "synth", tmp_path / "ds", limit=2, progress=False, executor=ex)
+        finally:
+            killer.stop.set()
+    assert killer.killed
     assert file_hashes(tmp_path / "ds") == file_hashes(pool_build)
 
 

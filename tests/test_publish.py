@@ -50,7 +50,10 @@ def test_dry_run_stages_exactly_the_upload_and_loads_offline(dataset, tmp_path, 
     assert result.exit_code == 0, result.output
     assert "would create public dataset repo someorg/clicks" in result.output
     assert "nothing uploaded" in result.output
-    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    from defectbench.ownership import MARKER
+
+    files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file() and p.name != MARKER)
+    assert (staged / MARKER).is_file()  # ours (and never uploaded: upload_folder ignores it)
     shards = sorted(p.relative_to(dataset).as_posix() for p in (dataset / "data").glob("*.parquet"))
     assert files == sorted(shards + ["README.md", "manifest.json"])
     for name in files:

@@ -34,7 +34,7 @@ def test_listing_keeps_videos_with_audio_and_skips_the_rest_with_a_reason(videos
     reasons = dict(listing.skipped)
     assert reasons["silent.mp4"] == "no audio stream"
     assert "broken.mp4" in reasons and reasons["broken.mp4"]  # PyAV cannot open it / no audio
-    assert ".hidden.mp4" not in reasons
+    assert reasons[".hidden.mp4"] == "hidden file"  # left out, and said so (issue 13)
 
 
 def test_load_gives_exact_int16_stereo_at_48k(videos):

@@ -6,6 +6,13 @@ the metadata stored with each sample, and passing it back replays the exact defe
 defect, its docstring citing the paper section it implements. Configuration (the recipe's ranges and
 probabilities) is a pydantic model, validated once when the recipe is read.
 
+Every defect declares the audio it takes (``audio``): ``float-mono`` (a 1-D float32 segment in
+[-1, 1]: the music recipes), ``int16-multichannel`` (int16 ``[channels, n]``: the video recipe) or
+``float-mono-piece`` (a whole mono piece, encoded as one stream: MP3 glitches). A pipeline refuses a
+defect whose audio it does not carry. Segment defects also declare their metadata columns
+(``columns()``, ``column_values(params)``), which the pipeline writes instead of hard-coding them,
+and may check their ranges against the segment (``check(length, rate)``, raising ValueError).
+
 Register a defect with :func:`register`; recipes name it by ``kind``.
 """
 
@@ -26,6 +33,7 @@ class DefectConfig(BaseModel):
 
 class Defect(Protocol):
     kind: ClassVar[str]
+    audio: ClassVar[str]
     Config: ClassVar[type[DefectConfig]]
 
     def __init__(self, config: DefectConfig) -> None: ...
@@ -52,9 +60,17 @@ def make(config: dict[str, Any] | DefectConfig):
     if isinstance(config, DefectConfig):
         return REGISTRY[config.kind](config)
     if kind not in REGISTRY:
-        raise KeyError(f"unknown defect kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
+        load_builtin()
+        raise ValueError(f"unknown defect kind {kind!r}; known: {', '.join(sorted(REGISTRY))}")
     cls = REGISTRY[kind]
     return cls(cls.Config.model_validate(config))
+
+
+def kinds_taking(audio: str, with_columns: bool = False) -> list[str]:
+    """The defect kinds that take ``audio`` (and declare columns, where asked): for error messages."""
+    load_builtin()
+    return sorted(k for k, cls in REGISTRY.items()
+                  if getattr(cls, "audio", None) == audio and (not with_columns or hasattr(cls, "columns")))
 
 
 def load_builtin(kind: str | None = None) -> None:

@@ -36,10 +36,33 @@ class ClickConfig(DefectConfig):
 @register
 class Click:
     kind: ClassVar[str] = "click"
+    audio: ClassVar[str] = "float-mono"
     Config: ClassVar[type[ClickConfig]] = ClickConfig
 
     def __init__(self, config: ClickConfig) -> None:
         self.config = config
+
+    def check(self, length: int, rate: int) -> None:
+        """Raise ValueError if the recipe's ranges do not fit a segment of ``length`` samples."""
+        if self.config.max_length > length:
+            raise ValueError(f"defect.max_length ({self.config.max_length} samples) is longer than the segment "
+                             f"({length} samples)")
+
+    @staticmethod
+    def columns() -> dict[str, Any]:
+        """The metadata columns of a click (``datasets`` features): empty where a segment has no click."""
+        from datasets import List, Value
+
+        return {"click_position": Value("int32"), "click_length": Value("int32"),
+                "click_amplitude": Value("float32"), "click_signs": List(Value("int8"))}
+
+    @staticmethod
+    def column_values(params: dict[str, Any]) -> dict[str, Any]:
+        present = params.get("present", False)
+        return {"click_position": params["position"] if present else None,
+                "click_length": params["length"] if present else None,
+                "click_amplitude": params["amplitude"] if present else None,
+                "click_signs": params["signs"] if present else []}
 
     def sample(self, rng: np.random.Generator, audio: np.ndarray, rate: int) -> dict[str, Any]:
         c = self.config

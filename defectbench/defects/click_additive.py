@@ -35,6 +35,7 @@ def click_shape(cutoff: float, order: int = 3, amplitude: float = 32768.0, max_l
 @register
 class ClickAdditive:
     kind: ClassVar[str] = "click_additive"
+    audio: ClassVar[str] = "int16-multichannel"
     label: ClassVar[str] = "click"
     per_audio: ClassVar[tuple[str, ...]] = ("cutoff",)
 

@@ -51,6 +51,7 @@ def sign_counts(audio: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
 @register
 class ClickReductive:
     kind: ClassVar[str] = "click_reductive"
+    audio: ClassVar[str] = "int16-multichannel"
     label: ClassVar[str] = "click"
     per_audio: ClassVar[tuple[str, ...]] = ()
 

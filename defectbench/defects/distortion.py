@@ -21,6 +21,7 @@ from .hum import peak_abs
 @register
 class Distortion:
     kind: ClassVar[str] = "distortion"
+    audio: ClassVar[str] = "int16-multichannel"
     label: ClassVar[str] = "distortion"
     per_audio: ClassVar[tuple[str, ...]] = ("ratio", "max_abs", "clip_values")
 

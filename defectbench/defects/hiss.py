@@ -20,6 +20,7 @@ from .hum import amplitude_range, peak_abs, saturate
 @register
 class Hiss:
     kind: ClassVar[str] = "hiss"
+    audio: ClassVar[str] = "int16-multichannel"
     label: ClassVar[str] = "hiss"
     per_audio: ClassVar[tuple[str, ...]] = ("applicable", "amplitude", "max_abs")
 

@@ -41,6 +41,7 @@ def saturate(x: np.ndarray) -> np.ndarray:
 @register
 class Hum:
     kind: ClassVar[str] = "hum"
+    audio: ClassVar[str] = "int16-multichannel"
     label: ClassVar[str] = "hum"
     per_audio: ClassVar[tuple[str, ...]] = ("applicable", "frequency", "amplitude", "max_abs")
     """Keys drawn once per base audio unless the recipe asks for parameters per interval."""

@@ -116,6 +116,7 @@ def log_spectral_distance(clean: np.ndarray, degraded: np.ndarray, n_fft: int, h
 @register
 class Mp3Glitch:
     kind: ClassVar[str] = "mp3-glitch"
+    audio: ClassVar[str] = "float-mono-piece"
     Config: ClassVar[type[Mp3GlitchConfig]] = Mp3GlitchConfig
 
     def __init__(self, config: Mp3GlitchConfig) -> None:

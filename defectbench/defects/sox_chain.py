@@ -50,6 +50,7 @@ def _u(rng: np.random.Generator, lo_hi: tuple[float, float], digits: int = 4) ->
 @register
 class SoxChain:
     kind: ClassVar[str] = "sox_chain"
+    audio: ClassVar[str] = "float-mono"
     Config: ClassVar[type[SoxChainConfig]] = SoxChainConfig
 
     def __init__(self, config: SoxChainConfig) -> None:

@@ -10,6 +10,7 @@ A pipeline:
 - ``features()``: the dataset columns it fills besides ``id`` and ``audio`` (``datasets`` features,
   must include ``target`` and ``label``), the order being the column order;
 - ``min_samples``: shortest usable decoded item (shorter ones are skipped, reason "too short");
+- ``max_samples``: the most of an item it uses, from the start (None: all); sources decode no more;
 - ``process(item, audio, rate, seed)``: yields samples; ``audio`` is float32 ``[channels, n]`` at the
   recipe's rate and channel count; every random draw comes from :func:`defectbench.core.rng_for`;
 - ``card_section()``: markdown for the dataset card (what was simulated, how it differs from the paper);
@@ -39,6 +40,7 @@ class Pipeline(ABC):
     """``framewise`` (target frames scored) or ``multiclass`` (``label`` is a ClassLabel scored)."""
     Config: ClassVar[type[PipelineConfig]] = PipelineConfig
     min_samples: int = 1
+    max_samples: int | None = None
 
     def __init__(self, config: PipelineConfig, rate: int, channels: int) -> None:
         self.config = config

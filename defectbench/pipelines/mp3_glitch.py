@@ -65,6 +65,7 @@ class Mp3GlitchPipeline(Pipeline):
                                    f"rate one of {MPEG1_RATES} (got {channels} channel(s) at {rate} Hz)")
         self.defect: Mp3Glitch = defects.make(config.defect)
         self.min_samples = config.segment_length
+        self.max_samples = config.segment_length * config.segments_per_piece
 
     def features(self) -> dict[str, Any]:
         from datasets import List, Value

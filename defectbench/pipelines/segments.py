@@ -58,15 +58,23 @@ class SegmentsConfig(PipelineConfig):
 
     @field_validator("defect", "post")
     @classmethod
-    def _known_defect(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _known_defect(cls, value: dict[str, Any] | None, info) -> dict[str, Any] | None:
         if value is not None:
-            defects.make(value)  # raises a ValueError naming the bad key
+            defect = defects.make(value)  # raises a ValueError naming the bad key or the known kinds
+            audio = getattr(defect, "audio", None)
+            if audio != "float-mono" or (info.field_name == "defect" and not hasattr(defect, "columns")):
+                usable = defects.kinds_taking("float-mono", with_columns=info.field_name == "defect")
+                raise ValueError(f"the segments pipeline carries float mono segments in [-1, 1]; defect kind "
+                                 f"{defect.kind!r} takes {audio or 'undeclared'} audio (usable here: {', '.join(usable)})")
         return value
 
     @model_validator(mode="after")
     def _frames(self) -> "SegmentsConfig":
         if self.segment_length % self.target_frames:
             raise ValueError("segment_length must be a multiple of target_frames")
+        defect = defects.make(self.defect)
+        if hasattr(defect, "check"):
+            defect.check(self.segment_length, 0)
         return self
 
 
@@ -81,17 +89,12 @@ class SegmentsPipeline(Pipeline):
         self.defect = defects.make(config.defect)
         self.post = defects.make(config.post) if config.post else None
         self.min_samples = config.segment_length
+        self.max_samples = config.segment_length * config.segments_per_piece
 
     def features(self) -> dict[str, Any]:
         from datasets import List, Value
 
-        cols = {
-            **segment_features(self.config.target_frames, self.config.label_names),
-            "click_position": Value("int32"),
-            "click_length": Value("int32"),
-            "click_amplitude": Value("float32"),
-            "click_signs": List(Value("int8")),
-        }
+        cols = {**segment_features(self.config.target_frames, self.config.label_names), **self.defect.columns()}
         if self.post is not None:
             cols["post_chain"] = List(Value("string"))
             cols["post_params"] = Value("string")
@@ -111,7 +114,7 @@ class SegmentsPipeline(Pipeline):
             params = self.defect.sample(rng_for(seed, item.id, k, stream="defect"), clean, rate)
             degraded, mask = self.defect.apply(clean, rate, params)
             all_params: dict[str, Any] = {"defect": params}
-            meta = self._defect_columns(params)
+            meta = self.defect.column_values(params)
             if self.post is not None:
                 post_params = post_piece_params or self.post.sample(
                     rng_for(seed, item.id, k, stream="post"), degraded, rate)
@@ -131,16 +134,6 @@ class SegmentsPipeline(Pipeline):
                 meta={**segment_meta(item, k, count, start), **meta},
                 params=all_params,
             )
-
-    @staticmethod
-    def _defect_columns(params: dict[str, Any]) -> dict[str, Any]:
-        present = params.get("present", False)
-        return {
-            "click_position": params["position"] if present else None,
-            "click_length": params["length"] if present else None,
-            "click_amplitude": params["amplitude"] if present else None,
-            "click_signs": params["signs"] if present else [],
-        }
 
     def card_section(self) -> str:
         c = self.config

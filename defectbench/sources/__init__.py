@@ -10,6 +10,7 @@ problems found while decoding are raised as :class:`~defectbench.core.SkipItem` 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ class Listing:
     """One line for the manifest and the dataset card: what the audio is and where it came from."""
     license: str = "unknown"
     """Licence of the source audio, for the dataset card."""
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about how the source was read (e.g. how a flat folder was split)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,52 @@ def list_source(spec: str, metadata: Path | None = None, seed: int = 0) -> Listi
             raise DefectbenchError(f"source {spec!r} gave item {item.id!r} the unknown split {item.split!r}")
     listing.items.sort(key=lambda it: (SPLITS.index(it.split), it.id))
     return listing
+
+
+def file_stamp(path: Path) -> str:
+    """The listing entry of a file: size and mtime (ns). Cheap (one stat), and changed by any rewrite."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def walk_files(root: Path, hidden: bool = True, extensions: set[str] | frozenset = frozenset()
+               ) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Every regular file under ``root`` (sorted), and every other entry left out, with its reason.
+
+    Symlinks to files are followed; symlinks to folders are not (a loop never hangs the listing) and
+    are reported, as are broken symlinks or loops, sockets and pipes. With ``hidden=False`` names
+    starting with a dot are left out (and reported). A folder whose name ends in one of ``extensions``
+    (``x.wav/``) is reported as not being a file (and still searched).
+    """
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        keep = []
+        for d in sorted(dirs):
+            path = base / d
+            rel = path.relative_to(root).as_posix()
+            if path.is_symlink():
+                skipped.append((rel, "symlink to a folder (not followed)"))
+            elif not hidden and d.startswith("."):
+                skipped.append((rel, "hidden folder"))
+            else:
+                keep.append(d)
+                if Path(d).suffix.lower() in extensions:
+                    skipped.append((rel, "a folder named like an audio file, not a file"))
+        dirs[:] = keep
+        for name in sorted(names):
+            path = base / name
+            rel = path.relative_to(root).as_posix()
+            if not hidden and name.startswith("."):
+                skipped.append((rel, "hidden file"))
+            elif path.is_symlink() and not path.exists():
+                skipped.append((rel, "broken symlink or symlink loop"))
+            elif path.is_file():
+                files.append(path)
+            else:
+                skipped.append((rel, "not a regular file"))
+    return sorted(files), skipped
 
 
 def split_for_key(key: str, fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> str:

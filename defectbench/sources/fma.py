@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..audio_io import decode
 from ..core import DefectbenchError, Item
-from . import Listing, SourceOptions, register
+from . import Listing, SourceOptions, file_stamp, register
 
 SPLIT_NAMES = {"training": "train", "validation": "validation", "test": "test"}
 SUBSETS = {"fma_small": {"small"}, "fma_medium": {"small", "medium"},
@@ -67,18 +67,28 @@ def fma_source(opts: SourceOptions) -> Listing:
     for track_id, row in tracks.iterrows():
         subset = row[("set", "subset")]
         if subsets is not None and subset not in subsets:
+            continue  # another FMA subset (the subsets are nested): not part of this audio folder
+        try:
+            tid = f"{int(track_id):06d}"
+        except (TypeError, ValueError):
+            skipped.append((str(track_id), f"malformed tracks.csv row: track id {track_id!r} is not a number"))
             continue
         split = SPLIT_NAMES.get(row[("set", "split")])
-        tid = f"{int(track_id):06d}"
         if split is None:
             skipped.append((tid, f"unknown set.split {row[('set', 'split')]!r}"))
+            continue
+        try:
+            artist = str(int(row[("artist", "id")]))
+            genres = _genres(row)
+        except (TypeError, ValueError, SyntaxError) as exc:
+            skipped.append((tid, f"malformed tracks.csv row: {type(exc).__name__}: {exc}"))
             continue
         path = root / tid[:3] / f"{tid}.mp3"
         if not path.is_file():
             skipped.append((tid, f"audio file missing: {path.relative_to(root)}"))
             continue
-        meta = {"track_id": tid, "artist_id": str(int(row[("artist", "id")])), "genres": _genres(row)}
-        items.append(Item(tid, split, partial(decode, path), meta))
+        meta = {"track_id": tid, "artist_id": artist, "genres": genres}
+        items.append(Item(tid, split, partial(decode, path), meta, file_stamp(path)))
     if not items:
         raise DefectbenchError(f"fma source: no track of {csv_path} has its audio under {root}")
     return Listing(items, skipped, description=f"FMA {root.name} ({root}), metadata {csv_path}",

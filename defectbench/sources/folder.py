@@ -1,8 +1,11 @@
 """``folder:PATH``: any audio files under a folder (anything soundfile or PyAV opens).
 
 Splits come from a deterministic hash of the file's parent folder (relative to PATH), so one album
-or artist folder never spans two splits (80 / 10 / 10 %). Files that turn out unreadable, empty,
-too short, silent or of odd rate/channel count are skipped with their reason at build time.
+or artist folder never spans two splits (80 / 10 / 10 %). Where there is nothing to group by (every
+file in one folder: a flat folder) the hash is of each file's path instead, and the listing says so.
+Files that turn out unreadable, empty, too short, silent or of odd rate/channel count are skipped with
+their reason at build time; everything else under PATH that is not used (other extensions, folders
+named like audio files, symlinks to folders, broken symlinks) is listed with its reason.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from ..audio_io import decode
 from ..core import DefectbenchError, Item
-from . import Listing, SourceOptions, register, split_for_key
+from . import Listing, SourceOptions, file_stamp, register, split_for_key, walk_files
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif", ".aiff",
                     ".au", ".wma", ".mka", ".webm", ".caf", ".w64"}
@@ -25,15 +28,30 @@ def folder_source(opts: SourceOptions) -> Listing:
     root = Path(opts.arg).expanduser()
     if not root.is_dir():
         raise DefectbenchError(f"folder source: {root} is not a folder")
-    items, skipped = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    files, skipped = walk_files(root, extensions=AUDIO_EXTENSIONS)
+    audio = []
+    for path in files:
+        if path.suffix.lower() in AUDIO_EXTENSIONS:
+            audio.append(path)
+        else:
+            skipped.append((path.relative_to(root).as_posix(), f"not an audio file extension ({path.suffix or 'none'})"))
+    if not audio:
+        raise DefectbenchError(f"folder source: no audio files under {root}")
+    groups = {path.parent.relative_to(root).as_posix() for path in audio}
+    by_file = len(groups) == 1
+    notes = [f"folder source: every audio file is in one folder ({next(iter(groups)) or root}), so there is no "
+             "album/artist grouping: split 80/10/10 by a hash of each file's path"] if by_file else []
+    items = []
+    for path in audio:
         rel = path.relative_to(root).as_posix()
-        if path.suffix.lower() not in AUDIO_EXTENSIONS:
-            skipped.append((rel, f"not an audio file extension ({path.suffix or 'none'})"))
-            continue
         group = path.parent.relative_to(root).as_posix()
         meta = {"track_id": rel, "artist_id": group, "genres": []}
-        items.append(Item(rel, split_for_key(group), partial(decode, path), meta))
-    if not items:
-        raise DefectbenchError(f"folder source: no audio files under {root}")
-    return Listing(items, skipped, description=f"audio files under {root}", license="see the source audio")
+        try:
+            stamp = file_stamp(path)
+        except OSError as exc:
+            skipped.append((rel, f"cannot read file: {exc.strerror}"))
+            continue
+        items.append(Item(rel, split_for_key(rel if by_file else group), partial(decode, path), meta, stamp))
+    how = "split by file (a flat folder)" if by_file else "split by parent folder"
+    return Listing(items, skipped, description=f"audio files under {root}, {how}", license="see the source audio",
+                   notes=notes)

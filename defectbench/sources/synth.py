@@ -70,8 +70,9 @@ def _add(out: np.ndarray, start: int, sound: np.ndarray) -> None:
         out[start:end] += sound[: end - start]
 
 
-def generate_piece(item_id: str, style: str) -> tuple[np.ndarray, int]:
-    """Generate one piece: float32 ``[1, 20 s * 44100]`` and its rate."""
+def generate_piece(item_id: str, style: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+    """Generate one piece: float32 ``[1, 20 s * 44100]`` and its rate (always whole: 20 s, generated
+    in one pass; ``max_seconds`` is accepted as every loader's is)."""
     rng = rng_for(CORPUS_SEED, item_id, stream="piece")
     n = int(PIECE_SECONDS * RATE)
     out = np.zeros(n, dtype=np.float64)

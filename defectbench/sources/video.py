@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from ..core import SPLITS, DefectbenchError, Item, SkipItem, stable_int
-from . import Listing, SourceOptions, register
+from . import Listing, SourceOptions, file_stamp, register, walk_files
 
 RATE = 48000
 FRACTIONS = (0.64, 0.17, 0.19)
@@ -119,12 +119,8 @@ def list_videos(opts: SourceOptions) -> Listing:
     csv_path = opts.metadata.resolve() if opts.metadata else None
     if csv_path is not None and not csv_path.is_file():
         raise DefectbenchError(f"metadata CSV not found: {opts.metadata}")
-    files = sorted(
-        p for p in root.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.resolve() != csv_path
-    )
-    skipped: list[tuple[str, str]] = []
+    files, skipped = walk_files(root, hidden=False)
+    files = [p for p in files if p.resolve() != csv_path]
     paths: dict[str, Path] = {}
     for p in files:
         rel = p.relative_to(root).as_posix()
@@ -145,7 +141,7 @@ def list_videos(opts: SourceOptions) -> Listing:
         m = {k: v for k, v in meta.get(vid, {}).items() if k != "split"}
         m.setdefault("genre", "")
         m.setdefault("language", "")
-        items.append(Item(id=vid, split=splits[vid], load=_loader(path), meta=m))
+        items.append(Item(id=vid, split=splits[vid], load=_loader(path), meta=m, stamp=file_stamp(path)))
     return Listing(
         items=items,
         skipped=skipped,
@@ -160,5 +156,6 @@ class _loader:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def __call__(self) -> tuple[np.ndarray, int]:
+    def __call__(self, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+        # Always the whole base audio: the video pipeline uses all of it (Algorithm 1 tiles it).
         return decode_audio(self.path).astype(np.float32) / 32768.0, RATE
