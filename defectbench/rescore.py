@@ -48,30 +48,16 @@ class RescoreError(DefectbenchError):
 
 
 def verify_dataset(path: str | Path) -> str:
-    """Recompute a dataset folder's fingerprint from its parquet files and compare it with its manifest.
+    """The dataset's fingerprint, recomputed from its parquet files (or a stored verification of the same
+    bytes) by :func:`defectbench.verify.verify_dataset`; raises :class:`RescoreError` when it differs from the
+    manifest (a parquet file swapped, edited or missing)."""
+    from .core import DefectbenchError
+    from .verify import verify_dataset as verify
 
-    Returns the fingerprint; raises :class:`RescoreError` when they differ (a parquet file swapped,
-    edited or missing). The one place the board calls this, so that the engine's own ``verify``
-    function can replace it.
-    """
-    from .audio_io import read_wav_bytes
-    from .dataset import fingerprint, iter_rows, read_manifest, row_hash
-
-    path = Path(path)
-    manifest = read_manifest(path)
-
-    def hashes():
-        for split in SPLITS:
-            for row in iter_rows(path, split, decode_audio=False):
-                audio, _ = read_wav_bytes(row.pop("audio")["bytes"])
-                yield row_hash(row, audio)
-
-    again = fingerprint(hashes())
-    if again != manifest.get("fingerprint"):
-        raise RescoreError(f"dataset {path} does not match its manifest's fingerprint (its parquet files give "
-                           f"{again[:16]}, the manifest says {str(manifest.get('fingerprint'))[:16]}): a file was "
-                           "swapped or altered; rebuild it")
-    return again
+    try:
+        return verify(path).fingerprint
+    except DefectbenchError as exc:
+        raise RescoreError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------- the predictions -----
