@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from defectbench.core import DefectbenchError
 from defectbench.models.cnn6 import Cnn6Detector
 from defectbench.models.hooknet import CONFIGURATIONS, HookNet, HookNetDetector
-from defectbench.training import (ParquetRows, TrainOptions, balanced_accuracy, collate, load_checkpoint, loader,
-                                  positive_rate, train, validation_rows, weighted_rms_loss, Recipe)
+from defectbench.neural import TrainingRecipe, load_checkpoint, weighted_rms_loss
+from defectbench.training import (ParquetRows, TrainOptions, collate, loader, positive_rate, train, validation_metrics,
+                                  validation_rows)
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +54,12 @@ def test_workers_share_the_rows_without_overlap(clicks):
 
 
 def test_validation_subset_is_fixed_and_at_least_the_minimum():
-    r = Recipe(lr=1e-4, batch_size=512, val_fraction=0.01, val_min_rows=100)
+    r = TrainingRecipe(lr=1e-4, batch_size=512, val_fraction=0.01, val_min_rows=100)
     a, b = validation_rows(50_000, r, seed=0), validation_rows(50_000, r, seed=0)
     assert a == b and len(a) == 500 and max(a) < 50_000
     assert len(validation_rows(3_000, r, seed=0)) == 100
     assert validation_rows(40, r, seed=0) == set(range(40))
-    assert validation_rows(10, Recipe(lr=1, batch_size=1), seed=0) is None  # fraction 1: all rows
+    assert validation_rows(10, TrainingRecipe(lr=1, batch_size=1), seed=0) is None  # fraction 1: all rows
 
 
 def test_positive_rate_counts_every_target_value(clicks):
@@ -67,10 +68,17 @@ def test_positive_rate_counts_every_target_value(clicks):
     assert 0 < positive_rate(clicks) < 0.02
 
 
-def test_balanced_accuracy_by_hand():
+def test_validation_metrics_by_hand():
+    """Training selects on the scorer's own formulas (defectbench.metrics), as fractions."""
     labels = np.array([0, 0, 0, 0, 1, 2])
-    pred = np.array([0, 0, 0, 1, 1, 0])
-    assert balanced_accuracy(pred, labels, 3) == pytest.approx((3 / 4 + 1 + 0) / 3)
+    scores = np.eye(3)[[0, 0, 0, 1, 1, 0]]  # arg-max predictions 0 0 0 1 1 0
+    m = validation_metrics("multiclass", scores, np.zeros((6, 1)), labels, 3)
+    assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 1 + 0) / 3) and m["accuracy"] == pytest.approx(4 / 6)
+    logits = np.array([[2.0, -1.0, 0.0, -3.0]])  # decisions at logit >= 0: 1 0 1 0
+    targets = np.array([[1.0, 1.0, 0.0, 0.0]])
+    m = validation_metrics("framewise", logits, targets, np.zeros(1), 2)
+    assert m["accuracy"] == pytest.approx(0.5) and m["f1"] == pytest.approx(0.5)  # tp 1, fp 1, fn 1
+    assert m["ap"] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)  # by score: + - + -: precision 1 at recall 1/2, 2/3 at 1
 
 
 def test_a_few_hooknet_steps_lower_the_loss_on_a_fixed_batch(clicks):
