@@ -214,3 +214,42 @@ def test_runner_hooks_configurations_and_from_checkpoint(clicks, tmp_path):
                        batch_size=4, progress=False), log=lambda s: None)
     det = HookNetDetector.from_checkpoint(str(tmp_path / "h"), device="cpu")
     assert det.checkpoint["best"]["step"] == 1 and len(det.weights_hash()) == 64
+
+
+def test_resume_continues_to_the_same_weights(clicks_dataset, tmp_path):
+    """Fresh-defect training (the shipped runs' mode): 2 epochs in one go == 1 epoch, then --resume to 2."""
+    common = dict(model="hooknet", dataset=str(clicks_dataset), config="tiny", batch_size=16, device="cpu",
+                  source="synth:1", overrides={"defect.probability": 0.5}, seed=5, progress=False)
+    whole = train(TrainOptions(out=str(tmp_path / "whole"), epochs=2, **common), log=lambda s: None)
+    train(TrainOptions(out=str(tmp_path / "cut"), epochs=1, **common), log=lambda s: None)
+    resumed = train(TrainOptions(out=str(tmp_path / "cut"), epochs=2, resume=True, **common), log=lambda s: None)
+    assert resumed["steps"] == whole["steps"] and resumed["best"] == whole["best"]
+    assert [c["val_f1"] for c in resumed["curve"]] == [c["val_f1"] for c in whole["curve"]]
+    for name in ("last.pt", "model.pt"):
+        a = torch.load(tmp_path / "whole" / name, weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "cut" / name, weights_only=True)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_progress_is_logged_when_not_on_a_terminal(clicks, tmp_path):
+    lines = []
+    summary = train(TrainOptions(model="hooknet", dataset=str(clicks), out=str(tmp_path / "p"), config="tiny", epochs=2,
+                                 batch_size=8, device="cpu", log_every=0.0, command=["defectbench", "train", "x"]),
+                    log=lines.append)
+    progress = [s for s in lines if s.startswith("train hooknet: ")]
+    assert any("steps/s" in s and "ETA" in s and "loss" in s for s in progress), lines
+    assert [s for s in progress if "[epoch 1 done]" in s and s.startswith("train hooknet: 6/6 steps (100 %)")]
+    saved = json.loads((tmp_path / "p" / "config.json").read_text())
+    assert saved["train"]["command"] == ["defectbench", "train", "x"] and saved["train"]["machine"]["cores"] >= 1
+    assert summary["steps"] == 6
+
+
+def test_scoring_never_imports_the_training_loop():
+    import subprocess
+    import sys
+
+    code = ("import sys, defectbench.runner, defectbench.detect, defectbench.weights, defectbench.results; "
+            "from defectbench.detectors import load_all; load_all(); "
+            "assert 'defectbench.training' not in sys.modules, 'training imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]

@@ -20,10 +20,16 @@ def register(app: typer.Typer) -> None:
         plot: Optional[Path] = typer.Option(None, "--plot", help="Folder for a timeline PNG per file (waveform, scores, events)."),
         checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Your own trained weights instead of the shipped ones."),
         device: str = typer.Option("cpu", help="cpu, cuda or auto."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)."),
         quiet: bool = typer.Option(False, help="No progress bar."),
     ) -> None:
         """Scan audio files for defects; one row per detected event (seconds)."""
         from ..detect import detect
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
 
         detect(paths, out, model=model, task=task, checkpoint=checkpoint, threshold=threshold, plot_dir=plot,
                device=device, progress=not quiet, log=typer.echo)
