@@ -6,10 +6,22 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 import torch
 
 from defectbench.fresh import FreshDefects
 from defectbench.training import loader
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread: on this shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
+    models up to 30x slower (benchmarks/RESULTS.md, "Inference throughput"); restored afterwards."""
+    import torch
+
+    kept = torch.get_num_threads()
+    yield
+    torch.set_num_threads(kept)
 
 
 def row_hashes(data: FreshDefects, epoch: int, workers: int) -> set[str]:
@@ -23,7 +35,6 @@ def row_hashes(data: FreshDefects, epoch: int, workers: int) -> set[str]:
 
 
 def test_epochs_differ_and_worker_counts_agree():
-    torch.set_num_threads(1)
     data = FreshDefects("fma-clicks", "synth:1", seed=3, overrides={"defect.probability": 0.5})
     assert len(data.items) == 3
     e0 = row_hashes(data, 0, 0)
