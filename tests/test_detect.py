@@ -153,3 +153,41 @@ def test_detect_user_errors_are_one_line(tmp_path, monkeypatch):
         if any(s.recipe == "fma-mp3-glitch" for s in available()):
             raise DefectbenchError("hooknet weights for glitches exist: nothing to refuse")
         detect([tmp_path / "a.wav"], tmp_path / "e.csv", task="fma-mp3-glitch", progress=False)
+
+
+def test_cnn6_labels_each_second_of_each_channel(tmp_path):
+    """Per-second events of a (1-step trained) tiny CNN6 equal its arg-max on each 1 s chunk of each channel,
+    computed here directly; the last partial second (>= 0.25 s) is padded by repeating its last sample."""
+    from models_fixtures import video_dataset
+
+    from defectbench.models.cnn6 import LABELS, Cnn6Detector
+    from defectbench.training import TrainOptions, train
+
+    ck = tmp_path / "ck"
+    train(TrainOptions(model="cnn6", dataset=str(video_dataset(tmp_path / "v")), out=str(ck), config="tiny",
+                       max_steps=1, batch_size=4, device="cpu", progress=False), log=lambda s: None)
+    rng = np.random.default_rng(0)
+    n = 48000 * 3 + 24000
+    t = np.arange(n) / 48000
+    left = 3000 * np.sin(2 * np.pi * 440 * t) + 300 * rng.standard_normal(n)
+    right = np.clip(4 * left, -2000, 2000) + 6000 * np.sin(2 * np.pi * 60 * t) * (t > 2)
+    audio = np.clip(np.round(np.stack([left, right], axis=1)), -32768, 32767).astype(np.int16)
+    sf.write(tmp_path / "v.wav", audio, 48000, subtype="PCM_16")
+    report = detect([tmp_path / "v.wav"], tmp_path / "e.json", model="cnn6", checkpoint=ck, progress=False,
+                    log=lambda s: None)
+
+    det = Cnn6Detector.from_checkpoint(ck, device="cpu")
+    padded = np.concatenate([audio, np.repeat(audio[-1:], 24000, axis=0)])
+    expected = {}
+    for second in range(4):
+        for c in range(2):
+            p = det.predict([{"id": "x", "rate": 48000, "audio": padded[second * 48000 : (second + 1) * 48000, c]}])[0]
+            k = int(np.argmax(p))
+            if k:
+                key = (float(second), LABELS[k])
+                expected[key] = max(expected.get(key, 0.0), float(p[k]))
+    got = {(e.start, e.label): e.score for e in report.events}
+    assert got.keys() == expected.keys() and all(got[k] == pytest.approx(v, rel=1e-5) for k, v in expected.items())
+    assert all(e.end == min(e.start + 1, 3.5) for e in report.events)
+    data = json.loads((tmp_path / "e.json").read_text())
+    assert data["model"] == "cnn6" and data["rate"] == 48000 and data["channels"] == 2
