@@ -35,8 +35,13 @@ KEPT = ("format", "model", "config_name", "config", "state_dict", "dataset", "tr
 
 
 def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, out_dir: str | Path | None = None,
-         workers: int = 1, resamples: int = 1000, log: Callable[[str], None] = print) -> Shipped:
-    """Write ``<model>-<recipe>.pt/.md/.png`` into ``out_dir`` (default: the registry) from a training folder."""
+         workers: int = 1, resamples: int = 1000, command: str | None = None,
+         log: Callable[[str], None] = print) -> Shipped:
+    """Write ``<model>-<recipe>.pt/.md/.png`` into ``out_dir`` (default: the registry) from a training folder.
+
+    ``command``: the training command line, for runs whose ``config.json`` did not record it (trained
+    before ``defectbench train`` recorded its argv); a recorded one is never replaced.
+    """
     from .dataset import read_manifest
     from .detectors import get
     from .runner import run
@@ -66,6 +71,10 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     target = out_dir / file_name(cls.name, recipe)
     test = _test_figures(result)
     payload = {k: ckpt[k] for k in KEPT if k in ckpt}
+    if command and not (payload.get("train") or {}).get("command"):
+        import shlex
+
+        payload["train"] = {**payload.get("train", {}), "command": shlex.split(command), "command_given_at_ship": True}
     payload["format"] = CHECKPOINT_FORMAT
     payload["shipped"] = {
         "recipe": recipe, "threshold": threshold,
@@ -147,7 +156,9 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
         f"- Seed: {train.get('seed')}",
         "",
         "## Training",
-        "- Command: " + (f"`{' '.join(command)}`" if command else "not recorded (trained before defectbench recorded argv)"),
+        "- Command: " + (f"`{' '.join(command)}`" + (" (given to `defectbench ship`: the run predates recorded argv)"
+                                                     if train.get("command_given_at_ship") else "")
+                         if command else "not recorded (trained before defectbench recorded argv)"),
         f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}, "
         f"selection by validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
         f"epoch {best.get('epoch')})",

@@ -42,8 +42,10 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Registry folder (default models/weights/ of the package)."),
         workers: int = typer.Option(1, help="Worker processes."),
         resamples: int = typer.Option(1000, help="Bootstrap resamples for the card's 95 % intervals."),
+        command: Optional[str] = typer.Option(None, "--command", help="The training command, for a run whose config.json did not record it."),
     ) -> None:
         """Write <model>-<recipe>.pt (weights, no optimiser state), .md (model card) and .png (curve)."""
         from ..ship import ship
 
-        ship(source, recipe, dataset=dataset, out_dir=out, workers=workers, resamples=resamples, log=typer.echo)
+        ship(source, recipe, dataset=dataset, out_dir=out, workers=workers, resamples=resamples,
+             command=command, log=typer.echo)
