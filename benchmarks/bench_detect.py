@@ -58,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="cpu")
     ap.add_argument("--minutes", default="1,10")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", default="1,2", help="torch thread counts to measure")
     ap.add_argument("--print-only", action="store_true")
     args = ap.parse_args()
     import torch
@@ -81,18 +81,20 @@ def main() -> None:
         for m in map(float, args.minutes.split(",")):
             audio = tmp / f"music-{m:g}min.flac"
             make_file(audio, m)
-            proc = subprocess.run([sys.executable, "-c", RUN.format(threads=args.threads), str(audio), str(tmp / "e.csv"),
-                                   str(ck)], capture_output=True, text=True, check=True)
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append((m, r["audio_seconds"], r["wall_seconds"], r["audio_seconds"] / r["wall_seconds"], r["rss_mb"]))
-            print(rows[-1], flush=True)
+            for threads in map(int, args.threads.split(",")):
+                proc = subprocess.run([sys.executable, "-c", RUN.format(threads=threads), str(audio), str(tmp / "e.csv"),
+                                       str(ck)], capture_output=True, text=True, check=True)
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                rows.append((m, threads, r["audio_seconds"], r["wall_seconds"], r["audio_seconds"] / r["wall_seconds"],
+                             r["rss_mb"]))
+                print(rows[-1], flush=True)
     head = (f"Machine: {machine()}; load average {load:.1f} at the start (shared machine: a training job and other "
             f"engineers' tests ran beside, so the speed here is pessimistic).\n\n"
-            f"`python benchmarks/bench_detect.py --config {args.config} --minutes {args.minutes}`: Hook-Net "
+            f"`python benchmarks/bench_detect.py --config {args.config} --minutes {args.minutes} --threads {args.threads}`: Hook-Net "
             f"`{args.config}` on 48 kHz stereo FLAC music (synth corpus), each file in a fresh process; decode, "
             f"soxr stream to 44.1 kHz, downmix, windows of 16384 with hop 8192, events.")
-    table = ["| file | audio s | wall s | x real time | peak RSS MB |", "|---|---:|---:|---:|---:|"]
-    table += [f"| {m:g} min | {a:.0f} | {w:.1f} | {x:.2f} | {rss:.0f} |" for m, a, w, x, rss in rows]
+    table = ["| file | torch threads | audio s | wall s | x real time | peak RSS MB |", "|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {m:g} min | {t} | {a:.0f} | {w:.1f} | {x:.2f} | {rss:.0f} |" for m, t, a, w, x, rss in rows]
     print(head + "\n" + "\n".join(table))
     if not args.print_only:
         write_section("detect: throughput and memory", head + "\n\n" + "\n".join(table))
