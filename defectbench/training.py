@@ -332,6 +332,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         curve, best, stale = list(state["curve"]), dict(state["best"]), int(state["stale"])
+        curve, best = ap_as_fraction(curve, best)
         first_epoch, step, seconds_before = int(state["epoch"]) + 1, int(state["step"]), float(state["seconds"])
         log(f"resuming from {out / 'last.pt'}: epoch {first_epoch}, step {step}")
     meta = {
@@ -464,6 +465,17 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "platform": platform.platform()}
+
+
+def ap_as_fraction(curve: list[dict], best: dict) -> tuple[list[dict], dict]:
+    """Runs started before validation AP became a fraction (it was in percent) resume on one scale:
+    their ``val_ap`` values and an AP best are divided by 100 (AP <= 1 as a fraction, so > 1 is percent)."""
+    if not any((c.get("val_ap") or 0) > 1 for c in curve):
+        return curve, best
+    curve = [{**c, "val_ap": c["val_ap"] / 100 if c.get("val_ap") is not None else None} for c in curve]
+    if best.get("metric") == "ap" and best.get("value") is not None:
+        best = {**best, "value": best["value"] / 100}
+    return curve, best
 
 
 def load_resume_state(out: Path, model: str, opts: TrainOptions) -> dict:

@@ -253,3 +253,12 @@ def test_scoring_never_imports_the_training_loop():
             "assert 'defectbench.training' not in sys.modules, 'training imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1000:]
+
+
+def test_a_run_that_logged_ap_in_percent_resumes_on_the_fraction_scale():
+    from defectbench.training import ap_as_fraction
+
+    curve = [{"step": 1, "val_ap": 91.5, "val_f1": 0.8}, {"step": 2, "val_ap": 95.0, "val_f1": 0.9}]
+    c, b = ap_as_fraction(curve, {"metric": "ap", "value": 95.0, "step": 2})
+    assert [x["val_ap"] for x in c] == [pytest.approx(0.915), pytest.approx(0.95)] and b["value"] == pytest.approx(0.95)
+    assert ap_as_fraction(c, b) == (c, b)  # already fractions: unchanged
