@@ -25,7 +25,7 @@ from defectbench.models.cnn6 import CONFIGURATIONS as CNN6
 from defectbench.models.cnn6 import Cnn6
 from defectbench.models.hooknet import CONFIGURATIONS as HOOKNET
 from defectbench.models.hooknet import PAPER_PARAMETERS, HookNet
-from defectbench.training import autocast, weighted_rms_loss
+from defectbench.neural import autocast, weighted_rms_loss
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:

@@ -137,3 +137,16 @@ def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
         dtype = "int16" if f.subtype == "PCM_16" else "float32"
         audio = f.read(dtype=dtype)
         return audio, f.samplerate
+
+
+def as_float32(audio: np.ndarray) -> np.ndarray:
+    """int16 PCM -> float32 in [-1, 1) (x / 32768, as libsndfile reads PCM_16 as float); float stays float32."""
+    audio = np.asarray(audio)
+    return audio.astype(np.float32) / 32768.0 if audio.dtype == np.int16 else audio.astype(np.float32, copy=False)
+
+
+def read_wav_float(data: bytes) -> np.ndarray:
+    """A dataset row's WAV bytes -> float32 mono 1-D (channels averaged): what the neural models take."""
+    audio, _ = read_wav_bytes(data)
+    audio = as_float32(audio)
+    return audio if audio.ndim == 1 else audio.mean(axis=1, dtype=np.float32)

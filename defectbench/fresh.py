@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .audio_io import as_float32
 from .core import DefectbenchError, SkipItem
 from .recipe import load_recipe
 
@@ -121,9 +122,7 @@ class FreshDefects(IterableDataset):
         audio, rate = item.load()
         audio = prepare(audio, rate, self.recipe, pipeline.min_samples)
         for sample in pipeline.process(item, audio, self.recipe.source.rate, epoch_seed(self.seed, epoch)):
-            a = np.asarray(sample.audio)
-            a = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32, copy=False)
-            yield sample.id, a, np.asarray(sample.target, dtype=np.float32), int(sample.label)
+            yield sample.id, as_float32(sample.audio), np.asarray(sample.target, dtype=np.float32), int(sample.label)
 
     def _pipeline(self):
         if getattr(self, "_pipe", None) is None:

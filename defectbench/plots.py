@@ -118,3 +118,46 @@ def example_spectrograms(dataset: str | Path, path: Path, per_label: int = 3, sp
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def detection_timeline(result, path: Path, threshold: float | None, max_points: int = 4000) -> Path:
+    """One file's ``defectbench detect`` timeline: waveform envelope, frame scores and threshold, events.
+
+    ``result``: a ``detect.FileResult`` (per-frame scores and waveform min/max for framewise models;
+    events only for CNN6). Long files are reduced to ``max_points`` columns (min/max of the envelope,
+    max of the scores), so a peak is never averaged away.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fs = result.frame_seconds or 1.0
+    has_frames = result.frames is not None and len(result.frames) > 0
+    fig, axes = plt.subplots(2 if has_frames else 1, 1, figsize=(11, 4.5 if has_frames else 2.5), sharex=True,
+                             squeeze=False)
+    axes = axes[:, 0]
+    if has_frames:
+        env, scores = np.asarray(result.envelope), np.asarray(result.frames)
+        n = min(len(env), len(scores))
+        k = max(1, int(np.ceil(n / max_points)))
+        m = n // k * k
+        t = np.arange(m // k) * k * fs
+        lo, hi = env[:m, 0].reshape(-1, k).min(axis=1), env[:m, 1].reshape(-1, k).max(axis=1)
+        axes[0].fill_between(t, lo, hi, color="0.4", linewidth=0)
+        axes[0].set(ylabel="waveform", ylim=(-1.05, 1.05))
+        axes[1].plot(t, scores[:m].reshape(-1, k).max(axis=1), color="C0", linewidth=0.8)
+        if threshold is not None:
+            axes[1].axhline(threshold, color="C3", linestyle="--", linewidth=0.8, label=f"threshold {threshold:.3g}")
+            axes[1].legend(loc="upper right", fontsize="small")
+        axes[1].set(ylabel="score", ylim=(-0.02, 1.02))
+    for e in result.events:
+        for ax in axes:
+            ax.axvspan(e.start, max(e.end, e.start + fs), color="C3", alpha=0.3, linewidth=0)
+        axes[-1].plot([e.start], [1.0 if has_frames else 0.9], "v", color="C3", markersize=5)
+        if not has_frames:
+            axes[0].text(e.start, 0.5, e.label, fontsize="x-small", rotation=90, va="center")
+    if not has_frames:
+        axes[0].set(yticks=[], ylabel="events")
+    axes[-1].set(xlabel="time (s)", xlim=(0, max(result.seconds, fs)))
+    axes[0].set_title(f"{Path(result.path).name}: {len(result.events)} event(s)", fontsize="medium")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

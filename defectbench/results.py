@@ -50,6 +50,7 @@ class ModelInfo(Strict):
     parameters: int = Field(ge=0)
     weights_hash: str | None = None
     checkpoint: str | None = None
+    weights_sha256: str | None = None  # SHA-256 of the checkpoint / shipped weights file scored
 
 
 class DatasetInfo(Strict):

@@ -258,6 +258,7 @@ def run(
     options: dict[str, Any] | None = None,
     checkpoint: str | Path | None = None,
     criterion: str = "accuracy",
+    untrained: bool = False,
     n_resamples: int = 1000,
     seed: int = 0,
     show_progress: bool = True,
@@ -273,6 +274,9 @@ def run(
     ``out``: the result JSON (default ``results/<dataset>/<model>.json``); the predictions
     (``<stem>.predictions.parquet``) and plots (``<stem>.pr.png`` / ``<stem>.confusion.png``) go beside it.
     ``workers``: processes the detector may use (default: all cores).
+    A neural detector named without ``checkpoint`` scores the shipped weights for the dataset's recipe
+    (``defectbench.weights``), or refuses where none exist; ``untrained=True`` scores a random
+    initialisation, on purpose only.
     """
     from .dataset import count_rows, read_manifest
 
@@ -287,6 +291,10 @@ def run(
     label_names = list(manifest.get("label_names", []))
     if isinstance(detector, str):
         cls = get(detector)
+        if checkpoint is None and not untrained and _is_neural(cls):
+            from .weights import resolve  # the shipped weights for the dataset's recipe, or one clear error
+
+            checkpoint = resolve(cls.name, _recipe_name(manifest), (options or {}).get("config"))
         detector = cls.from_checkpoint(str(checkpoint), **(options or {})) if checkpoint else cls(**(options or {}))
     elif checkpoint is not None:
         raise DefectbenchError("give a checkpoint with a detector name, not with a constructed detector")
@@ -351,6 +359,7 @@ def run(
             parameters=detector.parameter_count(),
             weights_hash=detector.weights_hash(),
             checkpoint=str(checkpoint) if checkpoint else None,
+            weights_sha256=_weights_file_sha256(detector),
         ),
         task=task,
         dataset=DatasetInfo(
@@ -381,6 +390,22 @@ def run(
     print_result(result, console, out)
     D.finish(ctx)
     return result
+
+
+def _is_neural(cls: type) -> bool:
+    from .neural import TorchDetector
+
+    return issubclass(cls, TorchDetector)
+
+
+def _weights_file_sha256(detector: Detector) -> str | None:
+    """SHA-256 of the checkpoint file a neural detector was restored from (None: no file, e.g. --untrained)."""
+    ckpt = getattr(detector, "checkpoint", None)
+    if not isinstance(ckpt, dict) or not ckpt.get("path"):
+        return None
+    from .weights import sha256_file
+
+    return sha256_file(ckpt["path"])
 
 
 def _recipe_name(manifest: dict) -> str:

@@ -1,53 +1,50 @@
-"""Training and inference for the neural detectors (SPEC 4): data loading, the two papers' recipes, checkpoints.
+"""Training the neural detectors (SPEC 4): data loading, the two papers' recipes, the training loop.
+
+The inference side (:class:`~defectbench.neural.TorchDetector`, checkpoint files, device choice,
+autocast) lives in :mod:`defectbench.neural`; scoring imports that module, never this one.
 
 - Data: :class:`ParquetRows` streams ``data/<split>-*.parquet`` of a defectbench dataset with pyarrow
-  (row group by row group, audio WAV bytes decoded with soundfile), shuffled per epoch from the seed
-  through a shuffle buffer, sharded over DataLoader workers by row group.
-- Recipes (:class:`Recipe`, one per model, declared by its detector class):
+  (row group by row group, audio WAV bytes decoded by ``audio_io.read_wav_float``), shuffled per epoch
+  from the seed through a shuffle buffer, sharded over DataLoader workers by row group; or
+  :class:`~defectbench.fresh.FreshDefects` (``--source``): new defects every epoch.
+- Recipes (:class:`~defectbench.neural.TrainingRecipe`, one per model, declared by its detector class):
   Hook-Net (music paper, section 6.1): Adam lr 1e-3, batch 200, root-mean-square loss weighted toward
   the positive class, output bias at logit(positive rate), validation after every epoch, the best epoch
   by validation (framewise) accuracy; the glitch recipe adds reduce-on-plateau (factor 0.1, patience 10).
   CNN6 (video paper, section 5): NLL loss, Adam lr 1e-4 betas (0.9, 0.999), batch 512, every 100
   iterations balanced accuracy on a fixed 1 % of validation, the best evaluation kept.
+- Validation metrics come from :mod:`defectbench.metrics` (the scorer's own formulas), as fractions.
 - Mixed precision (bf16 autocast) on CUDA, float32 on CPU; a fixed seed for init, shuffling and dropout.
 - Several GPUs: under ``torchrun`` (``defectbench.distributed``) :func:`train` runs DistributedDataParallel
   with ``batch_size`` the global batch split over the ranks, each rank streaming a disjoint share of the
   row groups, the loss taken over the global batch, BatchNorm synchronised on GPUs, evaluation split over
   the ranks and decided on rank 0, and only rank 0 writing files. Without torchrun: one process, as before.
-- Checkpoints: ``torch.save`` of a plain dict (``format``, ``model``, ``config``, ``state_dict``,
-  ``curve``, ``best``, ``train``) holding only tensors and primitive types, so that
-  ``torch.load(weights_only=True)`` reads it; beside it ``config.json`` (everything but the weights)
-  and ``curve.png``.
-- :class:`TorchDetector`: the :class:`~defectbench.detectors.Detector` base of the neural models: built
-  from a checkpoint (or a named configuration), predicts in batches on CUDA with AMP when present, and
-  keeps its throughput and device for the result file.
+- Output folder: ``model.pt`` (the best weights), ``last.pt`` (what ``--resume`` continues from, with the
+  optimiser state), ``config.json`` (everything but the weights, with the command line that ran) and
+  ``curve.png``. Progress: a rich bar on a terminal, else a log line with rate and ETA every
+  ``log_every`` seconds and at every epoch end (``nohup ... > log`` stays readable).
 """
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
-import hashlib
-import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
-import soundfile as sf
 import torch
-import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from . import distributed as D
+from . import metrics as M
+from .audio_io import read_wav_float
 from .core import DefectbenchError
 from .dataset import data_files, read_manifest
-from .detectors import Detector
-
-CHECKPOINT_FORMAT = "defectbench-checkpoint/1"
+from .neural import (CHECKPOINT_FORMAT, TorchDetector, TrainingRecipe, autocast, load_checkpoint,  # noqa: F401
+                     resolve_device, save_checkpoint, weighted_rms_loss)
 
 # --------------------------------------------------------------------------------------- data ---
 
@@ -57,12 +54,6 @@ def split_files(dataset: str | Path, split: str) -> list[Path]:
     if not files:
         raise DefectbenchError(f"{dataset}: no data/{split}-*.parquet: the split is empty")
     return files
-
-
-def decode_audio(cell: dict) -> np.ndarray:
-    """The ``audio`` struct's WAV bytes -> float32 in [-1, 1], mono 1-D."""
-    audio, _ = sf.read(io.BytesIO(cell["bytes"]), dtype="float32", always_2d=False)
-    return audio if audio.ndim == 1 else audio.mean(axis=1)
 
 
 class ParquetRows(IterableDataset):
@@ -106,7 +97,7 @@ class ParquetRows(IterableDataset):
             for i, (audio, target, label) in enumerate(zip(cols["audio"], cols["target"], cols["label"])):
                 if self.rows is not None and first + i not in self.rows:
                     continue
-                yield decode_audio(audio), np.asarray(target, dtype=np.float32), int(label)
+                yield read_wav_float(audio["bytes"]), np.asarray(target, dtype=np.float32), int(label)
             first += batch.num_rows
 
     def __iter__(self):
@@ -169,241 +160,20 @@ def loader(data: ParquetRows, batch_size: int, workers: int, pin: bool) -> DataL
 # ------------------------------------------------------------------------------------ metrics ---
 
 
-def accuracy(scores: np.ndarray, targets: np.ndarray) -> float:
-    """Framewise accuracy of ``sigmoid(logit) >= 0.5`` (i.e. logit >= 0) over every target value."""
-    return float(np.mean((scores >= 0) == (targets >= 0.5)))
+def validation_metrics(task: str, out: np.ndarray, targets: np.ndarray, labels: np.ndarray,
+                       classes: int) -> dict[str, float]:
+    """Selection metrics from :mod:`defectbench.metrics`, as fractions (AP too): framewise accuracy and F1
+    of ``sigmoid(logit) >= 0.5`` (i.e. logit >= 0) and average precision; 5-way balanced accuracy and
+    accuracy of the arg-max. An undefined value (no positive anywhere) counts as 0."""
+    if task == "framewise":
+        m = M.binary_from_counts(M.binary_counts(targets >= 0.5, out >= 0))
+        ap = M.average_precision(targets >= 0.5, out)  # a monotone map of the logits: the same ranking
+        return {"accuracy": (m["accuracy"] or 0.0) / 100, "f1": (m["f1"] or 0.0) / 100,
+                "ap": (ap or 0.0) / 100}
+    m = M.multiclass_from_confusion(M.confusion_matrix(labels, out.argmax(axis=1), classes))
+    return {"balanced_accuracy": m["balanced_accuracy"] or 0.0, "accuracy": m["accuracy"] or 0.0}
 
 
-def f1(scores: np.ndarray, targets: np.ndarray) -> float | None:
-    p, t = scores >= 0, targets >= 0.5
-    tp, fp, fn = np.sum(p & t), np.sum(p & ~t), np.sum(~p & t)
-    return None if tp + fp + fn == 0 else float(2 * tp / (2 * tp + fp + fn))
-
-
-def balanced_accuracy(pred: np.ndarray, labels: np.ndarray, classes: int) -> float:
-    """Mean per-class recall over the classes present in ``labels``."""
-    recalls = [np.mean(pred[labels == c] == c) for c in range(classes) if np.any(labels == c)]
-    return float(np.mean(recalls))
-
-
-# ------------------------------------------------------------------------------------ recipes ---
-
-
-@dataclass
-class Recipe:
-    """One paper's training recipe (SPEC 4); every field can be overridden from the command line."""
-
-    lr: float
-    batch_size: int
-    betas: tuple[float, float] = (0.9, 0.999)
-    epochs: int = 40
-    max_steps: int | None = None  # optimiser steps (CNN6: the paper's 98,000 iterations)
-    eval_every: int | None = None  # iterations between evaluations; None: after every epoch
-    val_fraction: float = 1.0  # fixed subset of validation used for selection
-    val_min_rows: int = 100  # the subset is at least this many rows (all when fewer)
-    metric: str = "accuracy"  # selection metric, higher is better
-    pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the RMS loss (the paper gives none)
-    reduce_on_plateau: bool = False  # glitch recipe: factor 0.1, patience 10 evaluations
-    patience: int | None = None  # early stop after this many evaluations without improvement
-
-
-def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float,
-                      total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
-    """Root-mean-square error of sigmoid outputs, positive frames weighted by ``pos_weight`` (music paper, 6.1).
-
-    ``total`` sums over the batch; under torchrun :meth:`TorchDetector.batch_sum` sums over the global
-    batch (the RMS of the global batch is not the mean of the ranks' RMS).
-    """
-    w = 1.0 + (pos_weight - 1.0) * target
-    return torch.sqrt(total(w * (torch.sigmoid(logits.float()) - target) ** 2) / total(w))
-
-
-# -------------------------------------------------------------------------------- checkpoints ---
-
-
-def save_checkpoint(path: str | Path, payload: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".partial")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint file (or ``DIR/model.pt``) with ``weights_only=True``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt"
-    if not path.is_file():
-        raise DefectbenchError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated or foreign file: one line for the user
-        raise DefectbenchError(f"checkpoint {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise DefectbenchError(f"checkpoint {path} is not a defectbench checkpoint (for a PANN file use --init)")
-    ckpt["path"] = str(path)
-    return ckpt
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise DefectbenchError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(device)
-
-
-def autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
-
-
-# ----------------------------------------------------------------------------------- detector ---
-
-
-class TorchDetector(Detector):
-    """Base of the neural detectors: a torch model, its config dataclass, and the paper's recipe."""
-
-    config_cls: ClassVar[type]
-    recipe: ClassVar[Recipe]
-
-    @classmethod
-    @abstractmethod
-    def model_configs(cls) -> dict[str, Any]:
-        """Named model configurations: {name: config dataclass}."""
-
-    @classmethod
-    def configurations(cls) -> dict[str, dict[str, Any]]:
-        """{name: constructor options} per named configuration (``defectbench models`` builds each and
-        prints ``parameter_count()``); the options are ``{"config": name}``."""
-        return {name: {"config": name} for name in cls.model_configs()}
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, **options: Any) -> "TorchDetector":
-        """The runner's hook (``defectbench run --checkpoint PATH``): a file or a training output folder."""
-        return cls(checkpoint=path, **options)
-
-    @classmethod
-    @abstractmethod
-    def build(cls, config: Any) -> nn.Module:
-        """The torch model of a config."""
-
-    def __init__(self, checkpoint: str | Path | None = None, config: str = "reference", device: str = "auto",
-                 batch_size: int | None = None, **options: Any) -> None:
-        super().__init__(checkpoint=None if checkpoint is None else str(checkpoint), config=config, device=device,
-                         batch_size=batch_size, **options)
-        self.torch_device = resolve_device(device)
-        self.device = self.device_name(self.torch_device)  # a string, as the result file records it
-        self.batch_size = batch_size or (256 if self.torch_device.type == "cuda" else 64)  # rows per forward
-        self.checkpoint = None
-        if checkpoint is not None:
-            ckpt = load_checkpoint(checkpoint)
-            if ckpt["model"] != self.name:
-                raise DefectbenchError(f"checkpoint {checkpoint} holds a {ckpt['model']!r} model, not {self.name!r}")
-            self.config = self.config_from_dict(ckpt["config"])
-            self.model = self.build(self.config)
-            self.model.load_state_dict(ckpt["state_dict"])
-            self.checkpoint = ckpt
-        else:
-            configs = self.model_configs()
-            if config not in configs:
-                raise DefectbenchError(f"{self.name}: no configuration {config!r}; known: {', '.join(configs)}")
-            self.config = replace(configs[config])  # a copy: prepare() may set fields
-            self.model = self.build(self.config)
-        self.model.to(self.torch_device).eval()
-        self.seconds, self.samples = 0.0, 0
-        self.dist = D.DistContext()  # train() sets the torchrun context: batch_sum() then spans the ranks
-
-    def batch_sum(self, x: torch.Tensor) -> torch.Tensor:
-        """``x.sum()`` over the training batch; under torchrun over the global batch (``distributed.global_sum``)."""
-        return D.global_sum(x, self.dist)
-
-    def batch_mean(self, x: torch.Tensor) -> torch.Tensor:
-        return self.batch_sum(x) / self.batch_sum(torch.ones_like(x))
-
-    @classmethod
-    def config_from_dict(cls, d: dict) -> Any:
-        names = {f.name: f for f in fields(cls.config_cls)}
-        unknown = set(d) - set(names)
-        if unknown:
-            raise DefectbenchError(f"{cls.name} checkpoint config has unknown keys {sorted(unknown)}")
-        return cls.config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    def inputs(self, batch: list[dict]) -> torch.Tensor:
-        """Rows -> a float32 [B, n] waveform tensor (int16 audio scaled by 1/32768); checks rate and length."""
-        out = []
-        for row in batch:
-            a = np.asarray(row["audio"])
-            a = a.astype(np.float32) / 32768.0 if a.dtype == np.int16 else a.astype(np.float32)
-            if a.ndim != 1:
-                raise DefectbenchError(f"{self.name}: row {row.get('id')}: audio must be mono 1-D, got shape {a.shape}")
-            self.check_row(row, a)
-            out.append(a)
-        return torch.from_numpy(np.stack(out))
-
-    def check_row(self, row: dict, audio: np.ndarray) -> None:
-        """Raise DefectbenchError where the row does not fit the model (rate, length)."""
-
-    @abstractmethod
-    def scores(self, output: torch.Tensor) -> torch.Tensor:
-        """Model output -> the scores ``predict`` returns."""
-
-    @torch.inference_mode()
-    def predict(self, batch: list[dict]) -> np.ndarray:
-        x = self.inputs(batch)
-        t0 = time.perf_counter()
-        outs = []
-        for i in range(0, len(x), self.batch_size):
-            xb = x[i : i + self.batch_size].to(self.torch_device, non_blocking=True)
-            with autocast(self.torch_device):
-                outs.append(self.scores(self.model(xb)).float().cpu())
-        if self.torch_device.type == "cuda":
-            torch.cuda.synchronize()
-        self.seconds += time.perf_counter() - t0
-        self.samples += len(x)
-        return torch.cat(outs).numpy()
-
-    @staticmethod
-    def device_name(device: torch.device) -> str:
-        if device.type == "cuda":
-            index = device.index if device.index is not None else torch.cuda.current_device()
-            return f"cuda:{index} ({torch.cuda.get_device_name(index)}, bf16 autocast)"
-        return "cpu"
-
-    def runtime(self) -> dict[str, Any]:
-        """Device and measured throughput (model time only, input decoding excluded) for the result file."""
-        return {
-            "device": self.device,
-            "amp": "bf16" if self.torch_device.type == "cuda" else None,
-            "batch_size": self.batch_size,
-            "samples": self.samples,
-            "seconds": round(self.seconds, 4),
-            "samples_per_second": round(self.samples / self.seconds, 2) if self.seconds > 0 else None,
-        }
-
-    @abstractmethod
-    def loss(self, output: torch.Tensor, batch: dict[str, torch.Tensor], recipe: Recipe) -> torch.Tensor:
-        """The training loss of a batch (the paper's)."""
-
-    def prepare(self, dataset: str | Path) -> None:
-        """Anything the recipe sets from the training data before the first step (Hook-Net: output bias)."""
-
-    def load_init(self, path: str | Path) -> None:
-        """Start from another defectbench checkpoint's weights (fine-tuning); CNN6 also takes a PANN file."""
-        ckpt = load_checkpoint(path)
-        if ckpt["model"] != self.name or self.config_from_dict(ckpt["config"]) != self.config:
-            raise DefectbenchError(f"--init {path}: a {ckpt['model']} {ckpt['config']} checkpoint does not fit this model")
-        self.model.load_state_dict(ckpt["state_dict"])
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-
-    def weights_hash(self) -> str | None:
-        h = hashlib.sha256()
-        for k, v in sorted(self.model.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------- training ---
@@ -428,6 +198,8 @@ class TrainOptions:
     seed: int = 0
     workers: int = 0
     progress: bool = True
+    log_every: float = 30.0  # seconds between progress log lines when the output is not a terminal
+    command: list[str] | None = None  # the command line that ran (recorded in config.json and the model card)
     source: str | None = None  # fresh defects every epoch from this source's clean train audio (defectbench.fresh)
     metadata: str | None = None
     overrides: dict[str, Any] | None = None  # recipe options changed for training only (fresh mode)
@@ -436,7 +208,7 @@ class TrainOptions:
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
 
 
-def validation_rows(n: int, recipe: Recipe, seed: int) -> set[int] | None:
+def validation_rows(n: int, recipe: TrainingRecipe, seed: int) -> set[int] | None:
     """The fixed validation subset: ``val_fraction`` of the rows, at least ``val_min_rows``; None: all."""
     if recipe.val_fraction >= 1.0:
         return None
@@ -463,14 +235,7 @@ def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, cl
     val = None
     if ctx.is_main:
         out, t, lab = (np.concatenate(parts) for parts in zip(*[x for share in shares for x in share]))
-        if task == "framewise":
-            from .metrics import average_precision
-
-            ap = average_precision(t, 1.0 / (1.0 + np.exp(-out.astype(np.float64))))
-            val = {"accuracy": accuracy(out, t), "f1": f1(out, t), "ap": ap if ap is not None else 0.0}
-        else:
-            pred = out.argmax(axis=1)
-            val = {"balanced_accuracy": balanced_accuracy(pred, lab, classes), "accuracy": float(np.mean(pred == lab))}
+        val = validation_metrics(task, out, t, lab, classes)
     return D.broadcast_from_main(val, ctx)
 
 
@@ -490,7 +255,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     if task not in cls.tasks:
         raise DefectbenchError(f"{opts.model} is a {'/'.join(cls.tasks)} detector; {opts.dataset} is a {task} dataset")
     classes = len(manifest.get("label_names") or [0, 1])
-    recipe = Recipe(**{**asdict(cls.recipe), **{k: v for k, v in {
+    recipe = TrainingRecipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
         "metric": opts.metric, "val_fraction": opts.val_fraction,
@@ -572,6 +337,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         curve, best, stale = list(state["curve"]), dict(state["best"]), int(state["stale"])
+        curve, best = ap_as_fraction(curve, best)
         first_epoch, step, seconds_before = int(state["epoch"]) + 1, int(state["step"]), float(state["seconds"])
         log(f"resuming from {out / 'last.pt'}: epoch {first_epoch}, step {step}")
     meta = {
@@ -582,7 +348,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
                   "processes": ctx.world_size, "sync_batchnorm": ctx.enabled and device.type == "cuda",
-                  "parameters": det.parameter_count(), "torch": str(torch.__version__)},
+                  "parameters": det.parameter_count(), "torch": str(torch.__version__),
+                  "command": list(opts.command) if opts.command else None, "machine": machine()},
     }
 
     last_eval = {"step": 0}
@@ -610,14 +377,22 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         else:
             stale += 1
         progress.update(bar, val=f"{recipe.metric} {value:.4f} (best {best['value']:.4f})")
+        plain.fields["val"] = f"{recipe.metric} {value:.4f} (best {best['value']:.4f})"
         return recipe.patience is not None and stale >= recipe.patience
 
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from .progress import LogProgress
+
+    show = opts.progress and ctx.is_main
+    on_terminal = Console().is_terminal
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
                         TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                        disable=not (opts.progress and ctx.is_main))
+                        disable=not (show and on_terminal))
+    plain = LogProgress(f"train {cls.name}", total, log if show and not on_terminal else (lambda s: None),
+                        completed=step, unit="steps", every=opts.log_every)
     if ctx.enabled:
         log(f"torchrun: {ctx.world_size} processes ({torch.distributed.get_backend()}), global batch "
             f"{recipe.batch_size} = {ctx.world_size} x {per_rank}, BatchNorm "
@@ -644,6 +419,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                 losses.append(float(loss.detach()))  # the global batch's loss, the same on every rank
                 progress.update(bar, advance=1, loss=f"{losses[-1]:.4f}",
                                 rate=f"{(step - first_step) / (time.perf_counter() - t_run):.2f} it/s")
+                plain.update(step, loss=f"{losses[-1]:.4f}")
                 if recipe.eval_every and step % recipe.eval_every == 0:
                     stop = checkpoint_eval(step, epoch)
                 if stop or step >= total:
@@ -659,6 +435,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                     "optimizer": optim.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
                     "torch_rng": torch.get_rng_state(), "curve": curve, "best": dict(best), "stale": stale,
                     "epoch": epoch, "step": step, "seconds": time.perf_counter() - t_start})
+            plain.line(f"epoch {epoch} done")
             if stop or step >= total:
                 break
 
@@ -675,6 +452,35 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         f"checkpoint {out / 'model.pt'}")
     D.finish(ctx)
     return summary
+
+
+def machine() -> dict[str, Any]:
+    """Where a run trained: CPU model and cores, torch threads, GPU (for the model card's "training machine")."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "platform": platform.platform()}
+
+
+def ap_as_fraction(curve: list[dict], best: dict) -> tuple[list[dict], dict]:
+    """Runs started before validation AP became a fraction (it was in percent) resume on one scale:
+    their ``val_ap`` values and an AP best are divided by 100 (AP <= 1 as a fraction, so > 1 is percent)."""
+    if not any((c.get("val_ap") or 0) > 1 for c in curve):
+        return curve, best
+    curve = [{**c, "val_ap": c["val_ap"] / 100 if c.get("val_ap") is not None else None} for c in curve]
+    if best.get("metric") == "ap" and best.get("value") is not None:
+        best = {**best, "value": best["value"] / 100}
+    return curve, best
 
 
 def load_resume_state(out: Path, model: str, opts: TrainOptions) -> dict:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.training import Recipe, TorchDetector
+from defectbench.neural import TorchDetector, TrainingRecipe
 
 LABELS = ("no_defect", "hum", "hiss", "distortion", "click")
 
@@ -246,7 +246,7 @@ class Cnn6Detector(TorchDetector):
     config_cls = Cnn6Config
     # video paper, section 5: NLL, Adam 1e-4 (0.9, 0.999), batch 512, every 100 iterations balanced
     # accuracy on a fixed 1 % of validation, the best kept (98,000 iterations in the paper)
-    recipe = Recipe(lr=1e-4, batch_size=512, epochs=1000, max_steps=98_000, eval_every=100, val_fraction=0.01,
+    recipe = TrainingRecipe(lr=1e-4, batch_size=512, epochs=1000, max_steps=98_000, eval_every=100, val_fraction=0.01,
                     metric="balanced_accuracy")
 
     @classmethod
@@ -265,7 +265,7 @@ class Cnn6Detector(TorchDetector):
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         return output.exp()  # log-probabilities -> probabilities
 
-    def loss(self, output: torch.Tensor, batch: dict, recipe: Recipe) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
         return self.batch_mean(F.nll_loss(output.float(), batch["label"], reduction="none"))  # under torchrun: global
 
     def load_init(self, path) -> None:

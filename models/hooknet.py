@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.training import Recipe, TorchDetector, positive_rate, weighted_rms_loss
+from defectbench.neural import TorchDetector, TrainingRecipe, weighted_rms_loss
 
 PAPER_PARAMETERS = 27_307_633  # music paper, section 6
 
@@ -166,7 +166,7 @@ class HookNetDetector(TorchDetector):
     tasks = ("framewise",)
     description = "Hook-Net (Wave-U-Net adaptation, music paper section 3): raw 16384 samples -> 128 frames"
     config_cls = HookNetConfig
-    recipe = Recipe(lr=1e-3, batch_size=200, epochs=40, metric="accuracy")  # music paper, section 6.1
+    recipe = TrainingRecipe(lr=1e-3, batch_size=200, epochs=40, metric="accuracy")  # music paper, section 6.1
 
     @classmethod
     def model_configs(cls) -> dict[str, HookNetConfig]:
@@ -183,11 +183,13 @@ class HookNetDetector(TorchDetector):
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output)
 
-    def loss(self, output: torch.Tensor, batch: dict, recipe: Recipe) -> torch.Tensor:
+    def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
         return weighted_rms_loss(output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
     def prepare(self, dataset) -> None:
         """Output bias = logit(positive rate of the training targets) (music paper, section 6.1)."""
+        from defectbench.training import positive_rate  # training only: scoring never imports the loop
+
         rate = min(max(positive_rate(dataset), 1e-6), 1 - 1e-6)
         self.config.positive_rate = rate
         with torch.no_grad():

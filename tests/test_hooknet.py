@@ -8,7 +8,7 @@ import torch
 
 from defectbench.core import DefectbenchError
 from defectbench.models.hooknet import CONFIGURATIONS, PAPER_PARAMETERS, HookNet, HookNetConfig, HookNetDetector, parameter_count
-from defectbench.training import weighted_rms_loss
+from defectbench.neural import weighted_rms_loss
 
 
 def count_by_hand(cfg: HookNetConfig) -> int:

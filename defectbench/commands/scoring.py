@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
     def run_cmd(
         model: str = typer.Option(..., "--model", help="Detector name (see `defectbench models`)."),
         dataset: Path = typer.Option(..., "--dataset", help="A dataset folder built by `defectbench build`."),
-        checkpoint: Optional[Path] = typer.Option(None, help="Restore the detector from this checkpoint."),
+        checkpoint: Optional[Path] = typer.Option(None, help="Restore the detector from this checkpoint (neural models: default the shipped weights for the dataset's recipe)."),
+        untrained: bool = typer.Option(False, "--untrained", help="Neural models: score a random initialisation (never the default)."),
         out: Optional[Path] = typer.Option(None, help="Result JSON (default results/<dataset>/<model>.json)."),
         workers: Optional[int] = typer.Option(None, help="Processes the detector may use (default: all cores)."),
         split: str = typer.Option("test", help="Split to score (the threshold is always chosen on validation)."),
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
             options=parse_options(option),
             checkpoint=checkpoint,
             criterion=criterion,
+            untrained=untrained,
             n_resamples=resamples,
             show_progress=not quiet,
             console=console,

@@ -59,5 +59,14 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size, lr=lr, pos_weight=pos_weight, eval_every=eval_every, patience=patience,
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
-            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction,
+            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, command=command_line(),
         ), log=typer.echo)
+
+
+def command_line() -> list[str] | None:
+    """The ``defectbench train ...`` command as typed (``sys.argv``), for config.json and the model card;
+    None when train was not started from the command line (e.g. the demo calls it in-process)."""
+    import sys
+
+    args = sys.argv[1:]
+    return ["defectbench", *args] if args[:1] == ["train"] else None

@@ -1,0 +1,184 @@
+"""``defectbench ship``: a training output folder -> shipped weights, model card and curve (issue 11).
+
+From ``checkpoints/X`` (``model.pt``, ``config.json``, ``curve.png`` as ``defectbench train`` writes
+them) this writes into the registry (``models/weights/``, :mod:`defectbench.weights`):
+
+- ``<model>-<recipe>.pt``: the best weights as a defectbench checkpoint dict without optimiser state
+  (``model.pt`` never holds one; ``last.pt`` is not shipped), read with ``torch.load(weights_only=True)``,
+  at most 20 MB, plus a ``shipped`` entry: recipe, validation threshold, test figures.
+- ``<model>-<recipe>.md``: the model card: data (validation dataset fingerprint, recipe sha256, source,
+  fresh-training overrides), seed, the exact training command, training time and machine, the
+  validation threshold (framewise: the score that maximises validation F1; CNN6: arg-max) and the test
+  figures with 95 % intervals, measured here by scoring the dataset's test split with the runner.
+- ``<model>-<recipe>.png``: the training curve.
+
+The dataset scored is the one the model was validated on (its fingerprint is checked), normally the
+benchmark build (``datasets/bench-fma-clicks``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .core import DefectbenchError
+from .neural import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .weights import MAX_BYTES, Shipped, file_name, sha256_file, weights_dir
+
+KEPT = ("format", "model", "config_name", "config", "state_dict", "dataset", "training_data", "dataset_fingerprint",
+        "recipe", "train", "best", "curve")
+
+
+def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, out_dir: str | Path | None = None,
+         workers: int = 1, resamples: int = 1000, command: str | None = None,
+         log: Callable[[str], None] = print) -> Shipped:
+    """Write ``<model>-<recipe>.pt/.md/.png`` into ``out_dir`` (default: the registry) from a training folder.
+
+    ``command``: the training command line, for runs whose ``config.json`` did not record it (trained
+    before ``defectbench train`` recorded its argv); a recorded one is never replaced.
+    """
+    from .dataset import read_manifest
+    from .detectors import get
+    from .runner import run
+
+    source = Path(source)
+    ckpt = load_checkpoint(source)
+    summary = _summary(source)
+    trained_for = (ckpt.get("recipe") or {}).get("name") if isinstance(ckpt.get("recipe"), dict) else ckpt.get("recipe")
+    if trained_for != recipe:
+        raise DefectbenchError(f"{ckpt['path']} was validated on recipe {trained_for!r}, not {recipe!r}")
+    dataset = Path(dataset or ckpt["dataset"])
+    manifest = read_manifest(dataset)
+    if manifest.get("fingerprint") != ckpt.get("dataset_fingerprint"):
+        raise DefectbenchError(f"{dataset} (fingerprint {str(manifest.get('fingerprint'))[:16]}) is not the dataset "
+                               f"{ckpt['path']} was validated on ({str(ckpt.get('dataset_fingerprint'))[:16]}); "
+                               "pass --dataset with that build")
+    cls = get(ckpt["model"])
+    detector = cls.from_checkpoint(ckpt["path"], device="cpu")
+    with tempfile.TemporaryDirectory(prefix="defectbench-ship-") as tmp:
+        result = run(detector, dataset, split="test", out=Path(tmp) / f"{cls.name}.json", workers=workers,
+                     criterion="f1", n_resamples=resamples, show_progress=False, make_plots=False)
+    framewise = result.task == "framewise"
+    threshold = result.threshold.value if framewise else None
+
+    out_dir = Path(out_dir) if out_dir else weights_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / file_name(cls.name, recipe)
+    test = _test_figures(result)
+    payload = {k: ckpt[k] for k in KEPT if k in ckpt}
+    if command and not (payload.get("train") or {}).get("command"):
+        import shlex
+
+        payload["train"] = {**payload.get("train", {}), "command": shlex.split(command), "command_given_at_ship": True}
+    payload["format"] = CHECKPOINT_FORMAT
+    payload["shipped"] = {
+        "recipe": recipe, "threshold": threshold,
+        "threshold_rule": "score maximising validation F1" if framewise else "arg-max",
+        "test": test, "test_dataset_fingerprint": manifest.get("fingerprint"),
+        "label_names": list(manifest.get("label_names") or []),
+        "source": dict((manifest.get("recipe") or {}).get("source") or {}),  # rate and channels detect decodes to
+    }
+    save_checkpoint(target, payload)
+    size = target.stat().st_size
+    if size > MAX_BYTES:
+        target.unlink()
+        raise DefectbenchError(f"{target.name}: {size / 2**20:.1f} MB, over the 20 MB a shipped weights file may hold")
+    check = torch.load(target, map_location="cpu", weights_only=True)  # what every user will do
+    assert check["state_dict"].keys() == ckpt["state_dict"].keys()
+
+    shipped = Shipped(cls.name, recipe, target)
+    curve_png = source / "curve.png" if source.is_dir() else source.with_name("curve.png")
+    if curve_png.is_file():
+        shutil.copyfile(curve_png, shipped.curve)
+    else:
+        from .training import plot_curve
+
+        plot_curve(summary.get("curve") or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
+    shipped.card.write_text(model_card(payload, summary, result, sha256_file(target), size, dataset))
+    log(f"shipped {target} ({size / 2**20:.2f} MB), {shipped.card.name}, {shipped.curve.name}")
+    return shipped
+
+
+def _summary(source: Path) -> dict[str, Any]:
+    """``config.json`` of the training folder (the full curve, steps, seconds), or {} when absent."""
+    path = (source if source.is_dir() else source.parent) / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _fmt(v: float | int | None, digits: int = 2) -> str:
+    return "-" if v is None else str(v) if isinstance(v, int) else f"{v:.{digits}f}"
+
+
+def _test_figures(result) -> dict[str, Any]:
+    m = result.metrics
+    keys = ("precision", "recall", "f1", "average_precision", "accuracy") if result.task == "framewise" \
+        else ("balanced_accuracy", "accuracy")
+    out: dict[str, Any] = {"split": result.dataset.split, "count": result.dataset.count}
+    for k in keys:
+        ci = m.intervals.get(k)
+        out[k] = getattr(m, k)
+        out[f"{k}_ci95"] = None if ci is None else [ci.low, ci.high]
+    if result.task == "framewise":
+        out["positive_frames"] = m.counts.tp + m.counts.fn
+    else:
+        out["per_class_recall"] = dict(m.per_class_recall)
+    return out
+
+
+def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dataset: Path) -> str:
+    train = payload.get("train", {})
+    data = payload.get("training_data", {})
+    recipe = payload.get("recipe") or {}
+    shipped = payload["shipped"]
+    test = shipped["test"]
+    command = train.get("command")
+    machine = train.get("machine") or {}
+    seconds = summary.get("seconds")
+    best = payload.get("best", {})
+    lines = [
+        f"# {payload['model']} for `{shipped['recipe']}` (configuration `{payload.get('config_name')}`)",
+        "",
+        f"Weights: `{file_name(payload['model'], shipped['recipe'])}`, {size / 2**20:.2f} MB, sha256 `{sha256}`; "
+        "a defectbench checkpoint dict without optimiser state, read with `torch.load(weights_only=True)`. "
+        f"{train.get('parameters', 0):,} trainable parameters.",
+        "",
+        "## Data",
+        f"- Training: {data.get('mode', 'built train split')}"
+        + (f" from source `{data.get('source')}` ({data.get('items')} {data.get('split')} items)" if data.get("source") else ""),
+        f"- Fresh-training overrides: `{json.dumps(data.get('overrides') or {})}`",
+        f"- Recipe: `{recipe.get('name')}`, sha256 `{recipe.get('sha256')}`",
+        f"- Validation dataset: `{payload.get('dataset')}`, fingerprint `{payload.get('dataset_fingerprint')}`",
+        f"- Seed: {train.get('seed')}",
+        "",
+        "## Training",
+        "- Command: " + (f"`{' '.join(command)}`" + (" (given to `defectbench ship`: the run predates recorded argv)"
+                                                     if train.get("command_given_at_ship") else "")
+                         if command else "not recorded (trained before defectbench recorded argv)"),
+        f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}, "
+        f"selection by validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
+        f"epoch {best.get('epoch')})",
+        f"- Time: {_fmt(seconds / 60 if seconds else None, 1)} min, {summary.get('steps', '-')} steps, device {train.get('device')}",
+        f"- Machine: {machine.get('cpu', 'not recorded')}, {machine.get('cores', '-')} cores, "
+        f"{machine.get('torch_threads', '-')} torch threads; torch {train.get('torch')}",
+        "",
+        "## Decision",
+        f"- Threshold: {_fmt(shipped['threshold'], 6) if shipped['threshold'] is not None else 'arg-max'} "
+        f"({shipped['threshold_rule']}, chosen on the validation split of `{dataset}`)",
+        "",
+        f"## Test figures (`{dataset}`, {test['split']} split, {test['count']} segments, 95 % bootstrap intervals over pieces)",
+    ]
+    for k, v in test.items():
+        if k.endswith("_ci95") or k in ("split", "count", "per_class_recall"):
+            continue
+        ci = test.get(f"{k}_ci95")
+        lines.append(f"- {k}: {_fmt(v, 4 if result.task != 'framewise' else 2)}"
+                     + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else ""))
+    if "per_class_recall" in test:
+        lines.append("- per-class recall: " + ", ".join(f"{k} {_fmt(v, 3)}" for k, v in test["per_class_recall"].items()))
+    lines += ["", f"![training curve]({file_name(payload['model'], shipped['recipe'])[:-3]}.png)", ""]
+    return "\n".join(lines)
