@@ -205,6 +205,7 @@ class TrainOptions:
     overrides: dict[str, Any] | None = None  # recipe options changed for training only (fresh mode)
     val_fraction: float | None = None  # fixed share of validation used for selection (CNN6: the paper's 1 %)
     metric: str | None = None  # selection metric: accuracy, f1, ap, balanced_accuracy
+    lr_decay: float | None = None  # multiply the learning rate by this after every epoch (lr * decay**epoch)
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
 
 
@@ -345,7 +346,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "config": asdict(det.config), "dataset": str(opts.dataset),
         "training_data": train_data.describe() if hasattr(train_data, "describe") else {"mode": "built train split"},
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
-        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init,
+        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "lr_decay": opts.lr_decay,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
                   "processes": ctx.world_size, "sync_batchnorm": ctx.enabled and device.type == "cuda",
                   "parameters": det.parameter_count(), "torch": str(torch.__version__),
@@ -405,6 +406,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         bar = progress.add_task(f"train {cls.name}", total=total, completed=step, loss="-", val="-", rate="-")
         for epoch in range(first_epoch, recipe.epochs):
             train_data.epoch = epoch
+            if opts.lr_decay:  # a pure function of the epoch, so a resumed run follows the same schedule
+                for group in optim.param_groups:
+                    group["lr"] = recipe.lr * opts.lr_decay ** epoch
             seen = 0
             for b in D.every_rank_has(loader(train_data, per_rank, opts.workers, pin), ctx):
                 b = {k: v.to(device, non_blocking=True) for k, v in b.items()}

@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         set_: list[str] = typer.Option([], "--set", help="with --source: change a recipe option for training only, e.g. defect.probability=0.5 (repeatable)"),
         metric: Optional[str] = typer.Option(None, "--metric", help="validation metric that picks the best weights: accuracy (the paper's), f1, ap, balanced_accuracy"),
         val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="share of validation used to pick the best weights (cnn6 default: the paper's 0.01)"),
+        lr_decay: Optional[float] = typer.Option(None, "--lr-decay", help="multiply the learning rate by this after every epoch"),
         resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
     ) -> None:
@@ -59,7 +60,8 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size, lr=lr, pos_weight=pos_weight, eval_every=eval_every, patience=patience,
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
-            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, command=command_line(),
+            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, lr_decay=lr_decay,
+            command=command_line(),
         ), log=typer.echo)
 
 
