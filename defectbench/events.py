@@ -72,10 +72,13 @@ def event_metrics(targets: np.ndarray, decisions: np.ndarray, frame_rate: float)
 
 def ap_thresholds(scores: np.ndarray, limit: int = MAX_AP_THRESHOLDS) -> np.ndarray:
     """Decreasing score values to threshold at: every distinct score if few, else quantiles of them."""
-    distinct = np.unique(np.asarray(scores, dtype=np.float64))
+    distinct = np.unique(np.asarray(scores, dtype=np.float64))[::-1]  # decreasing
     if len(distinct) > limit:
-        distinct = np.unique(np.quantile(distinct, np.linspace(0.0, 1.0, limit)))
-    return distinct[::-1]
+        # Ranks spaced geometrically from the top (dense where the few high scores of a good detector sit, so
+        # the curve is not one jump from the top score to a low one), plus evenly spaced ranks for the rest.
+        ranks = np.concatenate([np.geomspace(1, len(distinct), limit // 2), np.linspace(1, len(distinct), limit // 2)])
+        distinct = distinct[np.unique(np.round(ranks).astype(np.int64) - 1)]
+    return distinct
 
 
 def event_average_precision(targets: np.ndarray, scores: np.ndarray, window: float) -> float | None:

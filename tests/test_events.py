@@ -57,3 +57,17 @@ def test_event_average_precision_by_hand():
     # on the monotone curve, adding nothing. AP = 1.0 * 0.75.
     assert EV.event_average_precision(TARGETS, scores, window) == pytest.approx(75.0)
     assert EV.event_average_precision(np.zeros_like(TARGETS), scores, window) is None
+
+
+def test_event_ap_of_a_clean_separation_among_many_distinct_scores():
+    """A detector that scores every true event's frame above every other frame has event AP near 100, however many
+    distinct low scores the other frames hold (the thresholds must be dense at the top, where its events sit)."""
+    rng = np.random.default_rng(0)
+    targets = np.zeros((400, 128), np.uint8)
+    where = rng.choice(targets.size, size=40, replace=False)
+    targets.flat[where] = 1
+    scores = rng.uniform(0.0, 0.4, size=targets.shape)  # ~51,000 distinct scores below every event's
+    scores.flat[where] = rng.uniform(0.9, 1.0, size=len(where))
+    assert len(np.unique(scores)) > 10 * EV.MAX_AP_THRESHOLDS
+    # 32 sampled thresholds: the area is exact up to the recall steps between two of them (a few points here)
+    assert EV.event_average_precision(targets, scores, 0) >= 95.0
