@@ -238,12 +238,24 @@ class TorchDetector(Detector):
     def prepare(self, dataset: str | Path) -> None:
         """Anything the recipe sets from the training data before the first step (Hook-Net: output bias)."""
 
+    data_fields: ClassVar[tuple[str, ...]] = ()
+    """Config fields that :meth:`prepare` sets from the training data (not architecture)."""
+    initialised: bool = False
+    """True once :meth:`load_init` loaded trained weights: :meth:`prepare` must then keep them."""
+
     def load_init(self, path: str | Path) -> None:
         """Start from another defectbench checkpoint's weights (fine-tuning); CNN6 also takes a PANN file."""
+        from dataclasses import replace
+
         ckpt = load_checkpoint(path)
-        if ckpt["model"] != self.name or self.config_from_dict(ckpt["config"]) != self.config:
+        theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
+        # fields that prepare() sets from the data (Hook-Net's positive rate) do not change the architecture
+        learned = {k: getattr(theirs, k) for k in self.data_fields if theirs is not None}
+        if theirs is None or replace(self.config, **learned) != theirs:
             raise DefectbenchError(f"--init {path}: a {ckpt['model']} {ckpt['config']} checkpoint does not fit this model")
+        self.config = theirs
         self.model.load_state_dict(ckpt["state_dict"])
+        self.initialised = True
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -279,7 +279,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         raise DefectbenchError(f"{opts.dataset} has {classes} classes; the {opts.model} model has {det.config.classes}")
     if opts.init:
         det.load_init(opts.init)
-    det.prepare(opts.dataset)
+    if not det.initialised:  # fine-tuning keeps the trained output bias
+        det.prepare(opts.dataset)
     if ctx.enabled:  # DDP (SyncBatchNorm on GPUs); det.model stays the plain module: evaluation, checkpoints
         model = D.wrap_model(model, ctx)
         det.model, det.dist = D.unwrap(model), ctx

@@ -166,6 +166,7 @@ class HookNetDetector(TorchDetector):
     tasks = ("framewise",)
     description = "Hook-Net (Wave-U-Net adaptation, music paper section 3): raw 16384 samples -> 128 frames"
     config_cls = HookNetConfig
+    data_fields = ("positive_rate",)
     recipe = TrainingRecipe(lr=1e-3, batch_size=200, epochs=40, metric="accuracy")  # music paper, section 6.1
 
     @classmethod

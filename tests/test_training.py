@@ -272,3 +272,24 @@ def test_a_run_that_logged_ap_in_percent_resumes_on_the_fraction_scale():
     c, b = ap_as_fraction(curve, {"metric": "ap", "value": 95.0, "step": 2})
     assert [x["val_ap"] for x in c] == [pytest.approx(0.915), pytest.approx(0.95)] and b["value"] == pytest.approx(0.95)
     assert ap_as_fraction(c, b) == (c, b)  # already fractions: unchanged
+
+
+def test_init_fine_tunes_from_trained_weights_whatever_their_positive_rate():
+    """``--init`` takes a checkpoint whose data-set fields (Hook-Net's positive rate) differ from the fresh
+    configuration's, loads its weights exactly, and marks the detector so that training keeps its output bias."""
+    from pathlib import Path
+
+    import torch
+
+    from defectbench.models.hooknet import HookNetDetector
+
+    path = Path(__file__).parent / "data" / "weights" / "hooknet-fma-clicks.pt"
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    det = HookNetDetector(config="tiny", device="cpu")
+    assert det.config.positive_rate != saved["config"]["positive_rate"]
+    det.load_init(path)
+    assert det.initialised and det.config.positive_rate == saved["config"]["positive_rate"]
+    for k, v in det.model.state_dict().items():
+        assert torch.equal(v, saved["state_dict"][k]), k
+    with pytest.raises(DefectbenchError, match="does not fit this model"):
+        HookNetDetector(config="cpu", device="cpu").load_init(path)  # another architecture
