@@ -118,3 +118,19 @@ def frames_from_mask(mask: np.ndarray, n_frames: int) -> np.ndarray:
     if len(mask) % n_frames:
         raise ValueError(f"mask of {len(mask)} samples does not split into {n_frames} frames")
     return mask.reshape(n_frames, -1).any(axis=1).astype(np.uint8)
+
+
+def buffer_shuffle(rows, rng: np.random.Generator, size: int):
+    """Yield ``rows`` in a random order through a buffer of ``size`` rows (memory bounded, one pass):
+    each new row takes the place of a random buffered one, which is yielded; the rest at the end.
+    (torch's DataPipes had this; what torch ships now has no stream shuffle, so it is written here.)"""
+    buf: list = []
+    for row in rows:
+        if len(buf) < size:
+            buf.append(row)
+            continue
+        i = int(rng.integers(len(buf)))
+        buf[i], row = row, buf[i]
+        yield row
+    for i in rng.permutation(len(buf)):
+        yield buf[i]

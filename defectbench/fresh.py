@@ -27,7 +27,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .audio_io import as_float32
-from .core import DefectbenchError, SkipItem
+from .core import DefectbenchError, SkipItem, buffer_shuffle
 from .recipe import load_recipe
 
 EPOCH_STREAM = 0xF2E5
@@ -144,21 +144,16 @@ class FreshDefects(IterableDataset):
         mine = order[share :: self.world * workers]
         rng = np.random.default_rng([self.seed, epoch, share, 0xB0F])
         self.skipped = []
-        buf: list = []
-        for index in mine:
-            item = self.items[index]
-            try:
-                rows = list(self.item_rows(item, epoch))
-            except SkipItem as exc:
-                self.skipped.append((item.id, str(exc)))
-                continue
-            for _, audio, target, label in rows:
-                row = (audio, target, label)
-                if len(buf) < self.buffer:
-                    buf.append(row)
+
+        def rows():
+            for index in mine:
+                item = self.items[index]
+                try:
+                    made = list(self.item_rows(item, epoch))  # the whole item, or nothing (SkipItem)
+                except SkipItem as exc:
+                    self.skipped.append((item.id, str(exc)))
                     continue
-                i = int(rng.integers(len(buf)))
-                buf[i], row = row, buf[i]
-                yield row
-        for i in rng.permutation(len(buf)):
-            yield buf[i]
+                for _, audio, target, label in made:
+                    yield audio, target, label
+
+        yield from buffer_shuffle(rows(), rng, self.buffer)

@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from . import distributed as D
 from . import metrics as M
 from .audio_io import read_wav_float
-from .core import DefectbenchError
+from .core import DefectbenchError, buffer_shuffle
 from .dataset import data_files, read_manifest
 from .neural import (CHECKPOINT_FORMAT, TorchDetector, TrainingRecipe, autocast, load_checkpoint,  # noqa: F401
                      resolve_device, save_checkpoint, weighted_rms_loss)
@@ -111,21 +111,8 @@ class ParquetRows(IterableDataset):
             shard = self.rank * workers + worker
             units = units[shard :: self.world * workers]
             rng = np.random.default_rng([self.seed, self.epoch, shard])
-        buf: list = []
-        for unit in units:
-            for row in self._unit_rows(unit):
-                if not self.shuffle:
-                    yield row
-                    continue
-                if len(buf) < self.buffer:
-                    buf.append(row)
-                    continue
-                i = int(rng.integers(len(buf)))
-                buf[i], row = row, buf[i]
-                yield row
-        if buf:
-            for i in rng.permutation(len(buf)):
-                yield buf[i]
+        rows = (row for unit in units for row in self._unit_rows(unit))
+        yield from buffer_shuffle(rows, rng, self.buffer) if self.shuffle else rows
 
 
 def positive_rate(dataset: str | Path, split: str = "train") -> float:

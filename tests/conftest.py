@@ -42,3 +42,15 @@ def write_recipe(tmp_path_factory):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread: on this shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
+    models up to 30x slower (benchmarks/RESULTS.md, "Inference throughput"); restored afterwards."""
+    import torch
+
+    kept = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(kept)

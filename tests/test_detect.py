@@ -25,16 +25,7 @@ from defectbench.weights import available, weights_dir
 W, F, HOP = 16384, 128, 8192
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on this shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
-    models up to 30x slower (benchmarks/RESULTS.md, "Inference throughput"); restored afterwards."""
-    import torch
-
-    kept = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(kept)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def frame_peaks(x: np.ndarray) -> np.ndarray:

@@ -13,15 +13,7 @@ from defectbench.fresh import FreshDefects
 from defectbench.training import loader
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on this shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
-    models up to 30x slower (benchmarks/RESULTS.md, "Inference throughput"); restored afterwards."""
-    import torch
-
-    kept = torch.get_num_threads()
-    yield
-    torch.set_num_threads(kept)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def row_hashes(data: FreshDefects, epoch: int, workers: int) -> set[str]:

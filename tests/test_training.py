@@ -17,14 +17,7 @@ from defectbench.training import (ParquetRows, TrainOptions, collate, loader, po
                                   validation_rows)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on the shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
-    models several times slower (benchmarks/RESULTS.md, issue-11 notes); restored afterwards."""
-    kept = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(kept)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,7 @@ from defectbench.weights import MAX_BYTES, available, sha256_file
 TEST_WEIGHTS = Path(__file__).parent / "data" / "weights"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread: on this shared, oversubscribed 2-core machine torch's 2 OpenMP threads ran these
-    models up to 30x slower (benchmarks/RESULTS.md, "Inference throughput"); restored afterwards."""
-    import torch
-
-    kept = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(kept)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # Floors on the test split of a small synth build (fma-clicks: `synth`, 2 pieces per split, ~10 clicks;
 # F1 in percent, CNN6: balanced accuracy). Shipped weights: below the issue's full-size targets because
