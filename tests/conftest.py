@@ -27,6 +27,22 @@ def clicks_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_clicks(tmp_path_factory) -> Path:
+    """A small fma-clicks variant for the model tests (tests/models_fixtures.py): 24 rows per split, row groups of 8."""
+    from models_fixtures import click_dataset
+
+    return click_dataset(tmp_path_factory.mktemp("model-clicks"))
+
+
+@pytest.fixture(scope="session")
+def model_video(tmp_path_factory) -> Path:
+    """A small video-artifacts variant with every class in every split (tests/models_fixtures.py)."""
+    from models_fixtures import video_dataset
+
+    return video_dataset(tmp_path_factory.mktemp("model-video"))
+
+
+@pytest.fixture(scope="session")
 def write_recipe(tmp_path_factory):
     """Write a variant of a shipped recipe (TOML text edits) to a temporary file; returns its path."""
 

@@ -1,83 +1,57 @@
-"""Tiny datasets in the engine's on-disk format (SPEC 2; HELPERS.md "Dataset format") for the model tests.
+"""Small datasets for the model tests, built by the real engine (``defectbench.engine.build``) from the
+built-in ``synth`` corpus with test variants of the shipped recipes (TOML text edits, written beside the build).
 
-Written directly with pyarrow so that the model tests do not depend on the engine: ``data/<split>-00000-of-00001.parquet``
-with ``id``, ``audio`` {bytes: WAV, path: null}, ``target`` list<uint8>, ``label`` int, ``split``, and ``manifest.json``.
+* ``click_dataset``: ``fma-clicks`` with 8 segments per piece, one piece per shard (so one parquet file and
+  one row group of 8 rows per piece: several row groups per split for the DDP tests) and a click in half the
+  segments; 3 pieces per split: 24 rows in each of train, validation and test.
+* ``video_dataset``: ``video-artifacts`` with short defect intervals (Gamma scale 2 s instead of 10 s) so that
+  one synth piece per split holds every class of the five; about 120 1-s chunks per split.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import soundfile as sf
+from defectbench.engine import build
+from defectbench.recipe import recipe_files
+
+CLICK_EDITS = {
+    'name = "fma-clicks"': 'name = "test-clicks"',
+    "items_per_shard = 4": "items_per_shard = 1",
+    "segments_per_piece = 50": "segments_per_piece = 8",
+    "probability = 0.1 ": "probability = 0.5 ",
+}
+VIDEO_EDITS = {
+    'name = "video-artifacts"': 'name = "toy-5way"',
+    "gamma_scale = 10.0": "gamma_scale = 2.0",
+}
 
 
-def wav_bytes(audio: np.ndarray, rate: int) -> bytes:
-    buf = io.BytesIO()
-    sf.write(buf, audio, rate, format="WAV", subtype="PCM_16" if audio.dtype == np.int16 else "FLOAT")
-    return buf.getvalue()
+def variant_recipe(base: str, edits: dict[str, str], folder: Path) -> Path:
+    """A shipped recipe with text edits, written as ``folder/NAME.toml`` (NAME: the edited ``name``)."""
+    text = recipe_files()[base].read_text()
+    for old, new in edits.items():
+        assert old in text, f"{old!r} not in recipe {base}"
+        text = text.replace(old, new)
+    name = next(v for k, v in edits.items() if k.startswith("name =")).split('"')[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
 
 
-def write_split(root: Path, split: str, rows: list[dict], rate: int, row_group_size: int = 8) -> None:
-    table = pa.table({
-        "id": [r["id"] for r in rows],
-        "audio": [{"bytes": wav_bytes(r["audio"], rate), "path": None} for r in rows],
-        "target": pa.array([r["target"].tolist() for r in rows], type=pa.list_(pa.uint8())),
-        "label": pa.array([r["label"] for r in rows], type=pa.int64()),
-        "split": [split] * len(rows),
-    })
-    (root / "data").mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, root / "data" / f"{split}-00000-of-00001.parquet", row_group_size=row_group_size)
+def click_dataset(root: Path, pieces: int = 3) -> Path:
+    """``root/test-clicks``: 8 x ``pieces`` rows per split, row groups (and files) of 8 rows."""
+    recipe = variant_recipe("fma-clicks", CLICK_EDITS, root / "recipes")
+    out = root / "test-clicks"
+    build(recipe, "synth", out, limit=pieces, progress=False)
+    return out
 
 
-def click_dataset(root: Path, counts=(24, 8, 8), seed: int = 0) -> Path:
-    """16384-sample noise segments, half with one loud 2-sample click; 128-frame targets (SPEC 1.1)."""
-    rng = np.random.default_rng(seed)
-    for split, n in zip(("train", "validation", "test"), counts):
-        rows = []
-        for i in range(n):
-            audio = (0.05 * rng.standard_normal(16384)).astype(np.float32)
-            target = np.zeros(128, np.uint8)
-            if i % 2 == 0:
-                pos = int(rng.integers(0, 16382))
-                audio[pos : pos + 2] = 0.9
-                target[pos // 128] = target[(pos + 1) // 128] = 1
-            rows.append({"id": f"{split}-{i}", "audio": audio, "target": target, "label": int(target.any())})
-        write_split(root, split, rows, 44100)
-    (root / "manifest.json").write_text(json.dumps({
-        "recipe": "test-clicks", "task": "framewise", "label_names": ["clean", "click"],
-        "fingerprint": "test", "splits": dict(zip(("train", "validation", "test"), counts)), "seed": seed,
-    }))
-    return root
-
-
-def video_dataset(root: Path, counts=(20, 10, 5), seed: int = 0) -> Path:
-    """1 s int16 chunks at 48 kHz, labels cycling over the five classes (SPEC 1.4 layout)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(48000) / 48000
-    for split, n in zip(("train", "validation", "test"), counts):
-        rows = []
-        for i in range(n):
-            label = i % 5
-            x = 3000 * np.sin(2 * np.pi * 440 * t) + 300 * rng.standard_normal(48000)
-            if label == 1:
-                x += 4000 * np.sin(2 * np.pi * 60 * t)  # hum
-            elif label == 2:
-                x += rng.uniform(-4000, 4000, 48000)  # hiss
-            elif label == 3:
-                x = np.clip(x, -800, 800)  # distortion
-            elif label == 4:
-                x[24000] += 30000  # click
-            audio = np.clip(np.round(x), -32768, 32767).astype(np.int16)
-            rows.append({"id": f"{split}-{i}", "audio": audio, "target": np.zeros(100, np.uint8), "label": label})
-        write_split(root, split, rows, 48000)
-    (root / "manifest.json").write_text(json.dumps({
-        "recipe": "test-video", "task": "multiclass",
-        "label_names": ["no_defect", "hum", "hiss", "distortion", "click"],
-        "fingerprint": "test", "splits": dict(zip(("train", "validation", "test"), counts)), "seed": seed,
-    }))
-    return root
+def video_dataset(root: Path, name: str = "toy-5way") -> Path:
+    """``root/NAME``: one synth piece per split of a short-interval ``video-artifacts`` variant."""
+    edits = {**VIDEO_EDITS, 'name = "video-artifacts"': f'name = "{name}"'}
+    recipe = variant_recipe("video-artifacts", edits, root / "recipes")
+    out = root / name
+    build(recipe, "synth:0.3", out, limit=1, progress=False)
+    return out

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from models_fixtures import click_dataset, video_dataset
 
 from defectbench.models.hooknet import HookNetDetector
 from defectbench.training import ParquetRows, TrainOptions, evaluate, loader, train
@@ -53,8 +52,8 @@ def rank_log(logs: Path, rank: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def clicks(tmp_path_factory) -> Path:
-    return click_dataset(tmp_path_factory.mktemp("clicks"))  # 24/8/8 rows, row groups of 8
+def clicks(model_clicks) -> Path:
+    return model_clicks  # built by the engine: 24 rows per split, one file and row group of 8 rows per piece
 
 
 def test_ranks_and_workers_stream_disjoint_shares_of_every_row(clicks):
@@ -110,9 +109,9 @@ D.finish(ctx)  # a barrier first: tearing gloo down under a peer can abort the p
 '''
 
 
-def test_a_ddp_step_has_the_one_process_loss_and_gradient(clicks, tmp_path):
+def test_a_ddp_step_has_the_one_process_loss_and_gradient(clicks, model_video, tmp_path):
     """Hook-Net's RMS loss and CNN6's mean NLL over a global batch of 8 split 5 + 3 over two ranks."""
-    video = video_dataset(tmp_path / "video")
+    video = model_video
     script = tmp_path / "step.py"
     script.write_text(GRAD_SCRIPT)
     torchrun([str(script), str(tmp_path), str(clicks), str(video)], tmp_path / "logs")
@@ -172,14 +171,15 @@ def test_two_process_scoring_matches_one_process(clicks, tmp_path):
     torchrun(["-m", "defectbench.cli", "run", "--model", "hooknet", "--checkpoint", str(ck), "--dataset", str(clicks),
               "--out", str(tmp_path / "two" / "h.json"), "--resamples", "50", "--quiet", "-o", "device=cpu"], logs)
     two = json.loads((tmp_path / "two" / "h.json").read_text())
-    assert two["throughput"]["device"] == "torchrun 2 x cpu" and two["dataset"]["count"] == 8
-    assert two["threshold"]["validation_count"] == 8
+    assert two["throughput"]["device"] == "torchrun 2 x cpu" and two["dataset"]["count"] == 24
+    assert two["threshold"]["validation_count"] == 24
     assert two["threshold"]["value"] == pytest.approx(one.threshold.value, rel=1e-5)
     for key in ("accuracy", "precision", "recall", "f1", "average_precision"):
         assert two["metrics"][key] == pytest.approx(getattr(one.metrics, key), abs=1e-9)
     a = pq.read_table(tmp_path / "one" / "h.predictions.parquet").to_pydict()
     b = pq.read_table(tmp_path / "two" / "h.predictions.parquet").to_pydict()
-    assert b["id"] == a["id"] == [f"test-{i}" for i in range(8)]  # dataset order
+    order = [i for f in sorted((clicks / "data").glob("test-*.parquet")) for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
+    assert b["id"] == a["id"] == order and len(set(order)) == 24  # dataset order
     np.testing.assert_allclose(np.array(b["scores"]), np.array(a["scores"]), rtol=1e-5, atol=1e-7)
     assert "segments/s" in rank_log(logs, 0) and "segments/s" not in rank_log(logs, 1)
 

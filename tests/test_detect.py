@@ -146,16 +146,14 @@ def test_detect_user_errors_are_one_line(tmp_path, monkeypatch):
         detect([tmp_path / "a.wav"], tmp_path / "e.csv", task="fma-mp3-glitch", progress=False)
 
 
-def test_cnn6_labels_each_second_of_each_channel(tmp_path):
+def test_cnn6_labels_each_second_of_each_channel(tmp_path, model_video):
     """Per-second events of a (1-step trained) tiny CNN6 equal its arg-max on each 1 s chunk of each channel,
     computed here directly; the last partial second (>= 0.25 s) is padded by repeating its last sample."""
-    from models_fixtures import video_dataset
-
     from defectbench.models.cnn6 import LABELS, Cnn6Detector
     from defectbench.training import TrainOptions, train
 
     ck = tmp_path / "ck"
-    train(TrainOptions(model="cnn6", dataset=str(video_dataset(tmp_path / "v")), out=str(ck), config="tiny",
+    train(TrainOptions(model="cnn6", dataset=str(model_video), out=str(ck), config="tiny",
                        max_steps=1, batch_size=4, device="cpu", progress=False), log=lambda s: None)
     rng = np.random.default_rng(0)
     n = 48000 * 3 + 24000

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import typer
-from models_fixtures import click_dataset, video_dataset
 from typer.testing import CliRunner
 
 from defectbench.core import DefectbenchError
@@ -21,13 +20,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def clicks(tmp_path_factory):
-    return click_dataset(tmp_path_factory.mktemp("clicks"))
+def clicks(model_clicks):
+    return model_clicks  # fma-clicks variant built by the engine: 24 rows per split (conftest.py)
 
 
 @pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    return video_dataset(tmp_path_factory.mktemp("video"))
+def video(model_video):
+    return model_video
 
 
 def test_rows_decode_and_each_epoch_is_a_seeded_permutation(clicks):
@@ -88,7 +87,8 @@ def test_a_few_hooknet_steps_lower_the_loss_on_a_fixed_batch(clicks):
     """The paper's recipe (lr 1e-3, bias at logit(positive rate), weighted RMS on sigmoid outputs).
 
     The sigmoid starts saturated near the rare positive rate, so the RMS loss falls slowly at first
-    (measured: ~1.5 % over 10 steps here); every step must still lower it.
+    (measured on the engine-built clicks: 0.3 % over the first 10 steps, 2.4 % over 20); every step must
+    still lower it.
     """
     torch.manual_seed(0)
     batch = collate(list(ParquetRows(clicks, "train", shuffle=False))[:8])
@@ -96,7 +96,7 @@ def test_a_few_hooknet_steps_lower_the_loss_on_a_fixed_batch(clicks):
     model = HookNet(cfg.__class__(**{**cfg.__dict__, "positive_rate": positive_rate(clicks)})).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
-    for _ in range(10):
+    for _ in range(20):
         loss = weighted_rms_loss(model(batch["audio"]), batch["target"], 10.0)
         opt.zero_grad()
         loss.backward()
