@@ -318,7 +318,7 @@ def test_five_way_results_rank_by_balanced_accuracy(tmp_path, tmp_path_factory):
     from defectbench.core import DefectbenchError
 
     datasets, results = five_way_data(tmp_path_factory)
-    # a hand-written dataset of no shipped recipe: accepted only once recorded as a reference build
+    # an engine build of a recipe variant no shipped recipe names: accepted only once recorded as a reference build
     with pytest.raises(DefectbenchError, match="names recipe 'toy-5way', which is not a known recipe"):
         fresh_board(tmp_path, results)
     L.record_fingerprint(tmp_path / "leaderboard", datasets / "toy-5way")
@@ -328,13 +328,15 @@ def test_five_way_results_rank_by_balanced_accuracy(tmp_path, tmp_path_factory):
     by = {e.name: e for e in board.entries}
     stated = {n: load(p).metrics for n, p in results.items()}
     assert by["always"].value == pytest.approx(0.2)  # one class of five always right
-    assert by["level"].value == pytest.approx(stated["level"].balanced_accuracy) and by["level"].value > 0.5
-    assert by["level"].primary == "balanced_accuracy" and by["level"].rank == 1 and by["always"].rank == 2
+    assert by["deaf"].value == pytest.approx(stated["deaf"].balanced_accuracy)
+    assert by["deaf"].value == pytest.approx(0.8)  # right on four classes of five, never on distortion
+    assert by["deaf"].primary == "balanced_accuracy" and by["deaf"].rank == 1 and by["always"].rank == 2
     readme = L.render_markdown(board)
     assert "balanced accuracy [95 % CI]" in readme and "weakest class recall" in readme
-    assert "macro-F1" in readme and "Per-class recall" in readme and "Confusion matrix of `level`" in readme
-    recalls = stated["level"].per_class_recall
+    assert "macro-F1" in readme and "Per-class recall" in readme and "Confusion matrix of `deaf`" in readme
+    recalls = stated["deaf"].per_class_recall
     weakest = next(k for k in recalls if recalls[k] == min(recalls.values()))
+    assert weakest == "distortion" and recalls[weakest] == 0.0
     assert f"{recalls[weakest]:.4f} ({weakest})" in readme
     assert "0.0000 (hum)" in readme  # "always" never says hum (nor hiss, ...): the first such class is named
 
