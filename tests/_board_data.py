@@ -2,7 +2,9 @@
 
 The detectors here are tiny numpy click detectors (second-difference peak, frame energy, first-difference
 energy): real detectors scored by the real runner (threshold chosen on validation, predictions, plots,
-bootstrap intervals), only faster than SigClick, so the board tests stay within seconds.
+bootstrap intervals), only faster than SigClick, so the board tests stay within seconds. The 5-way task is
+an engine build too (a ``video-artifacts`` variant from synth, tests/models_fixtures.py), scored with an oracle
+that is deaf to one class and a constant detector.
 """
 
 from __future__ import annotations

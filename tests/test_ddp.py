@@ -178,7 +178,8 @@ def test_two_process_scoring_matches_one_process(clicks, tmp_path):
         assert two["metrics"][key] == pytest.approx(getattr(one.metrics, key), abs=1e-9)
     a = pq.read_table(tmp_path / "one" / "h.predictions.parquet").to_pydict()
     b = pq.read_table(tmp_path / "two" / "h.predictions.parquet").to_pydict()
-    order = [i for f in sorted((clicks / "data").glob("test-*.parquet")) for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
+    shards = sorted((clicks / "data").glob("test-*.parquet"))
+    order = [i for f in shards for i in pq.read_table(f, columns=["id"])["id"].to_pylist()]
     assert b["id"] == a["id"] == order and len(set(order)) == 24  # dataset order
     np.testing.assert_allclose(np.array(b["scores"]), np.array(a["scores"]), rtol=1e-5, atol=1e-7)
     assert "segments/s" in rank_log(logs, 0) and "segments/s" not in rank_log(logs, 1)
