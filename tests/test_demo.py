@@ -30,8 +30,9 @@ def test_demo_builds_scores_and_renders_the_board(tmp_path):
     weights = Path(env.get("DEFECTBENCH_WEIGHTS") or available()[0].path.parent) / "hooknet-fma-clicks.pt"
     assert hooknet["model"]["weights_sha256"] == sha256_file(weights)
     assert hooknet["dataset"]["fingerprint"] == manifest["fingerprint"]
-    board = (tmp_path / "leaderboard/README.md").read_text()
+    board = (tmp_path / "results/demo-leaderboard/README.md").read_text()
     assert "sigclick" in board and "hooknet" in board and manifest["fingerprint"][:16] in board
-    assert (tmp_path / "leaderboard/index.html").is_file()
-    recorded = json.loads((tmp_path / "leaderboard/fingerprints.json").read_text())["builds"]
+    assert (tmp_path / "results/demo-leaderboard/index.html").is_file()
+    assert not (tmp_path / "leaderboard").exists()  # the shipped board is never touched by the demo
+    recorded = json.loads((tmp_path / "results/demo-leaderboard/fingerprints.json").read_text())["builds"]
     assert [b["fingerprint"] for b in recorded] == [manifest["fingerprint"]]
