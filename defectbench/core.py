@@ -134,3 +134,17 @@ def buffer_shuffle(rows, rng: np.random.Generator, size: int):
         yield row
     for i in rng.permutation(len(buf)):
         yield buf[i]
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo; else what platform knows), for cards and benchmark tables."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
