@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import metrics as M
-from .core import DefectbenchError
+from .core import DefectbenchError, cpu_model
 
 SCHEMA_VERSION = 1
 Percent = Field(ge=0.0, le=100.0)
@@ -313,16 +313,6 @@ def verify(result_path: str | Path, dataset: str | Path | None = None) -> Result
 PACKAGES = ("defectbench", "numpy", "scipy", "essentia", "torch", "pyarrow", "datasets", "soundfile", "pydantic")
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
@@ -350,7 +340,7 @@ def environment() -> Environment:
     return Environment(
         python=platform.python_version(),
         platform=platform.platform(),
-        cpu=_cpu_name(),
+        cpu=cpu_model(),
         cpu_count=os.cpu_count() or 1,
         gpu=gpu,
         packages=packages,
