@@ -56,6 +56,7 @@ class TrainingRecipe:
     pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the RMS loss (the paper gives none)
     reduce_on_plateau: bool = False  # glitch recipe: factor 0.1, patience 10 evaluations
     patience: int | None = None  # early stop after this many evaluations without improvement
+    balance_classes: bool = False  # multiclass: every class present in a batch weighs the same in the loss
 
 
 def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float,

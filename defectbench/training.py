@@ -194,6 +194,7 @@ class TrainOptions:
     metric: str | None = None  # selection metric: accuracy, f1, ap, balanced_accuracy
     lr_decay: float | None = None  # multiply the learning rate by this after every epoch (lr * decay**epoch)
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
+    balance_classes: bool | None = None  # multiclass: class-balanced loss (the paper's NLL is unweighted)
 
 
 def validation_rows(n: int, recipe: TrainingRecipe, seed: int) -> set[int] | None:
@@ -246,7 +247,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     recipe = TrainingRecipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
-        "metric": opts.metric, "val_fraction": opts.val_fraction,
+        "metric": opts.metric, "val_fraction": opts.val_fraction, "balance_classes": opts.balance_classes,
     }.items() if v is not None}})
 
     resolve_device(opts.device)  # --device cuda without CUDA: the error before any process group

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ class Cnn6Config:
     classes: int = 5
     channels: tuple[int, int, int, int] = (64, 128, 256, 512)
     dropout: float = 0.2  # after each conv block (PANNs)
+    wave_features: bool = False  # add the waveform branch (:class:`WaveBranch`) beside the log-mel body
 
 
 # ----------------------------------------------------------------------------- front end
@@ -159,6 +161,69 @@ class Resample(nn.Module):
         return y[:, self.pre_remove : self.pre_remove + n_out]
 
 
+# ----------------------------------------------------------------------------- waveform branch
+
+
+class WaveFeatures(nn.Module):
+    """Per-frame waveform statistics that a log-mel spectrogram cannot show: [B, n] -> [B, 5, n // hop].
+
+    A 1 to 3 ms click or a removed stretch of samples is one large sample-to-sample jump inside a 21 ms
+    STFT window, and clipping to [-v, v] is a run of samples at exactly +-v; a power spectrum smears both
+    into energy that music's own transients and loud passages also have. Per frame of ``hop`` samples:
+    log10 of the largest first and second difference, of the RMS of the first difference and of the
+    peak level, and the share of samples within 1.5 LSB of the chunk's peak (clipping plateaus),
+    log-scaled. Hand-written: no library computes these as a differentiable torch front end.
+    """
+
+    count = 5
+
+    def __init__(self, hop: int) -> None:
+        super().__init__()
+        self.hop = hop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, frames = x.shape[0], x.shape[-1] // self.hop
+        x = x[:, : frames * self.hop]
+        d1 = torch.diff(x, dim=-1, prepend=x[:, :1])
+        d2 = torch.diff(d1, dim=-1, prepend=d1[:, :1])
+        fx, f1, f2 = (v.reshape(b, frames, self.hop) for v in (x, d1, d2))
+        peak = x.abs().amax(dim=-1)[:, None, None]
+        plateau = (fx.abs() >= peak - 1.5 / 32768).float().sum(-1)
+        feats = [
+            torch.log10(f1.abs().amax(-1) + 1e-4),
+            torch.log10(f2.abs().amax(-1) + 1e-4),
+            torch.log10(f1.pow(2).mean(-1).sqrt() + 1e-4),
+            torch.log10(fx.abs().amax(-1) + 1e-4),
+            torch.log1p(plateau) / math.log1p(self.hop),
+        ]
+        return torch.stack(feats, dim=1)
+
+
+class WaveBranch(nn.Module):
+    """:class:`WaveFeatures` -> two 1-D conv layers -> max and mean over time -> per-class logits that are
+    added to the log-mel body's. The output layer starts at zero, so a body loaded from a checkpoint
+    without this branch gives its own outputs until training moves the branch."""
+
+    def __init__(self, hop: int, classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.features = WaveFeatures(hop)
+        k = WaveFeatures.count
+        self.bn = nn.BatchNorm1d(k)
+        self.conv1 = nn.Conv1d(k, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm1d(width)
+        self.conv2 = nn.Conv1d(width, width, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm1d(width)
+        self.fc = nn.Linear(2 * width, classes)
+        nn.init.zeros_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.bn(self.features(x))
+        h = F.relu(self.bn1(self.conv1(h)))
+        h = F.relu(self.bn2(self.conv2(h)))
+        return self.fc(torch.cat([h.amax(dim=-1), h.mean(dim=-1)], dim=1))
+
+
 # ----------------------------------------------------------------------------- network
 
 
@@ -192,9 +257,12 @@ class Cnn6(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        # at the input rate, one frame per log-mel hop (10 ms for every configuration here)
+        self.wave = WaveBranch(cfg.hop_size * cfg.input_rate // cfg.sample_rate, cfg.classes) if cfg.wave_features else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: [B, samples] at ``input_rate`` -> [B, classes] log-probabilities."""
+        wave = x
         with torch.autocast(x.device.type, enabled=False):  # keep the front end in float32 under AMP
             x = self.logmel_extractor(self.spectrogram_extractor(self.resample(x.float())))
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # BN over the mel axis
@@ -206,7 +274,23 @@ class Cnn6(nn.Module):
         x = F.dropout(x, p=0.5, training=self.training)
         x = F.relu(self.fc1(x))
         x = F.dropout(x, p=0.5, training=self.training)
-        return F.log_softmax(self.fc_defect(x), dim=-1)
+        logits = self.fc_defect(x)
+        if self.wave is not None:
+            with torch.autocast(wave.device.type, enabled=False):
+                logits = logits.float() + self.wave(wave.float())
+        return F.log_softmax(logits, dim=-1)
+
+
+def class_balance_weights(labels: torch.Tensor, classes: int,
+                          total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
+    """Per-sample weights that give every class present in the batch the same total weight, summing to 1:
+    ``1 / (n_c * C)`` for a sample of class c, with n_c its class's count in the batch and C the number of
+    classes present (``total`` sums over the global batch under torchrun). A weighted sum of the NLL is
+    then the mean over classes of each class's mean loss: the training counterpart of balanced accuracy."""
+    onehot = F.one_hot(labels, classes).float()
+    counts = torch.stack([total(onehot[:, c]) for c in range(classes)])  # ``total`` is a scalar sum
+    present = (counts > 0).sum()
+    return 1.0 / (counts[labels] * present)
 
 
 def load_pann(model: Cnn6, path: str | Path) -> None:
@@ -229,6 +313,10 @@ CONFIGURATIONS = {
     # clipping sit largely above the paper front end's 14 kHz, which that configuration adds back.
     "cpu": Cnn6Config(channels=(32, 64, 128, 256)),
     "cpu-48k": Cnn6Config(channels=(32, 64, 128, 256), sample_rate=48000, hop_size=480, fmax=24000.0),
+    # "cpu-48k" plus the waveform branch (:class:`WaveBranch`, 7 k parameters): per-10-ms sample jumps and
+    # clipping plateaus, which the log-mel body cannot see; its body loads from a "cpu-48k" checkpoint (--init)
+    "cpu-48k-wave": Cnn6Config(channels=(32, 64, 128, 256), sample_rate=48000, hop_size=480, fmax=24000.0,
+                               wave_features=True),
     "tiny": Cnn6Config(channels=(8, 16, 32, 64)),  # tests and CPU smoke runs; not checkpoint-compatible
 }
 
@@ -266,7 +354,10 @@ class Cnn6Detector(TorchDetector):
         return output.exp()  # log-probabilities -> probabilities
 
     def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
-        return self.batch_mean(F.nll_loss(output.float(), batch["label"], reduction="none"))  # under torchrun: global
+        nll = F.nll_loss(output.float(), batch["label"], reduction="none")
+        if not recipe.balance_classes:
+            return self.batch_mean(nll)  # the paper's; under torchrun: global
+        return self.batch_sum(class_balance_weights(batch["label"], self.config.classes, self.batch_sum) * nll)
 
     def load_init(self, path) -> None:
         """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder)."""
@@ -277,8 +368,25 @@ class Cnn6Detector(TorchDetector):
         except Exception as e:
             raise DefectbenchError(f"--init {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
         if isinstance(ckpt, dict) and "format" in ckpt:
+            if self.config.wave_features and ckpt.get("model") == self.name and not ckpt["config"].get("wave_features"):
+                return self._load_body(path)
             return super().load_init(path)
         try:
             load_pann(self.model, path)
         except (RuntimeError, KeyError, TypeError) as e:
             raise DefectbenchError(f"--init {path}: not a PANN Cnn6 checkpoint: {str(e).splitlines()[0]}") from None
+
+    def _load_body(self, path) -> None:
+        """A checkpoint of the same configuration without the waveform branch: its weights load strictly
+        into everything but the branch, which keeps its initialisation (zero output: the same outputs)."""
+        from dataclasses import replace
+
+        from defectbench.neural import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        theirs = self.config_from_dict(ckpt["config"])
+        if replace(theirs, wave_features=True) != self.config:
+            raise DefectbenchError(f"--init {path}: a cnn6 {ckpt['config']} checkpoint does not fit this model")
+        state = {**{k: v for k, v in self.model.state_dict().items() if k.startswith("wave.")}, **ckpt["state_dict"]}
+        self.model.load_state_dict(state, strict=True)
+        self.initialised = True

@@ -152,3 +152,73 @@ def test_init_from_an_official_checkpoint_file(tmp_path):
     det.load_init(tmp_path / "Cnn6_mAP=0.343.pth")
     assert torch.equal(det.model.conv_block4.conv1.weight.detach(), state["conv_block4.conv1.weight"])
     assert torch.equal(det.model.logmel_extractor.melW.detach(), state["logmel_extractor.melW"])
+
+
+# ------------------------------------------------------------------ the "cpu-48k-wave" configuration
+
+
+def test_wave_features_mark_the_click_frame_and_clipping_plateaus():
+    from defectbench.models.cnn6 import WaveFeatures
+
+    f = WaveFeatures(480)
+    rng = np.random.default_rng(0)
+    music = torch.tensor(rng.normal(0, 0.05, 48000), dtype=torch.float32)[None]
+    clicked = music.clone()
+    clicked[0, 20 * 480 + 100] += 0.8  # one 1-sample click in frame 20
+    jump = f(clicked)[0, 0] - f(music)[0, 0]  # log10 of the largest first difference per frame
+    assert jump.shape == (100,)
+    assert int(jump.argmax()) == 20 and jump[20] > 0.3  # 0.8 against noise jumps of about 0.25
+    assert torch.all(jump[torch.arange(100) != 20].abs() < 1e-6)
+    # clipping to [-v, v]: many samples at exactly the chunk's peak; unclipped noise has one
+    v = 0.3 * float(music.abs().max())
+    plateau_clipped = f(music.clamp(-v, v))[0, 4]
+    plateau_clean = f(music)[0, 4]
+    assert float((plateau_clean > 0).sum()) == 1
+    assert torch.all(plateau_clipped > 0.5)
+
+
+def _save(det, path):
+    from dataclasses import asdict
+
+    from defectbench.neural import CHECKPOINT_FORMAT, save_checkpoint
+
+    save_checkpoint(path, {"format": CHECKPOINT_FORMAT, "model": "cnn6", "config": asdict(det.config),
+                           "state_dict": det.model.state_dict()})
+
+
+def test_wave_configuration_loads_a_cpu_48k_body_and_gives_its_outputs(tmp_path):
+    torch.manual_seed(0)
+    body = Cnn6Detector(config="cpu-48k", device="cpu")
+    path = tmp_path / "body.pt"
+    _save(body, path)
+    wave = Cnn6Detector(config="cpu-48k-wave", device="cpu")
+    assert wave.parameter_count() - body.parameter_count() == (
+        2 * 5 + 5 * 32 * 3 + 2 * 32 + 32 * 32 * 3 + 2 * 32 + 64 * 5 + 5)  # the branch's BN, convs and output layer
+    wave.load_init(path)
+    assert wave.initialised
+    x = torch.randn(2, 48000) * 0.1
+    body.model.eval(), wave.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(body.model(x), wave.model(x), atol=1e-6)  # the branch starts at zero output
+    other = Cnn6Detector(config="cpu", device="cpu")
+    _save(other, tmp_path / "cpu.pt")
+    with pytest.raises(DefectbenchError, match="does not fit"):
+        Cnn6Detector(config="cpu-48k-wave", device="cpu").load_init(tmp_path / "cpu.pt")
+
+
+def test_class_balanced_loss_weighs_every_class_present_the_same():
+    from defectbench.models.cnn6 import class_balance_weights
+
+    labels = torch.tensor([0, 0, 0, 1, 4, 4])
+    w = class_balance_weights(labels, 5)
+    # three classes present, each weighing 1/3 in total: 1/9 for each of the three 0s, 1/3 for the 1, 1/6 per 4
+    assert torch.allclose(w, torch.tensor([1 / 9, 1 / 9, 1 / 9, 1 / 3, 1 / 6, 1 / 6]))
+    det = Cnn6Detector(config="tiny", device="cpu")
+    from defectbench.neural import TrainingRecipe
+
+    logp = torch.log_softmax(torch.randn(6, 5), -1)
+    per_class = [float(-logp[labels == c, c].mean()) for c in (0, 1, 4)]
+    balanced = det.loss(logp, {"label": labels}, TrainingRecipe(lr=1e-3, batch_size=6, balance_classes=True))
+    assert abs(float(balanced) - sum(per_class) / 3) < 1e-6
+    plain = det.loss(logp, {"label": labels}, TrainingRecipe(lr=1e-3, batch_size=6))
+    assert abs(float(plain) - float(-logp[torch.arange(6), labels].mean())) < 1e-6
