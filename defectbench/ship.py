@@ -75,6 +75,11 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
         import shlex
 
         payload["train"] = {**payload.get("train", {}), "command": shlex.split(command), "command_given_at_ship": True}
+    train = payload.get("train") or {}
+    if train.get("init") and not train.get("init_sha256"):  # a run from before training recorded it
+        from .training import init_sha256
+
+        payload["train"] = {**train, "init_sha256": init_sha256(train["init"])}
     payload["format"] = CHECKPOINT_FORMAT
     payload["shipped"] = {
         "recipe": recipe, "threshold": threshold,
@@ -98,7 +103,7 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     else:
         from .training import plot_curve
 
-        plot_curve(summary.get("curve") or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
+        plot_curve(summary.get("curve") or _last_curve(source) or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
     shipped.card.write_text(model_card(payload, summary, result, sha256_file(target), size, dataset))
     log(f"shipped {target} ({size / 2**20:.2f} MB), {shipped.card.name}, {shipped.curve.name}")
     return shipped
@@ -108,6 +113,27 @@ def _summary(source: Path) -> dict[str, Any]:
     """``config.json`` of the training folder (the full curve, steps, seconds), or {} when absent."""
     path = (source if source.is_dir() else source.parent) / "config.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _last_curve(source: Path) -> list[dict]:
+    """The whole curve of a run stopped before its end: ``last.pt`` (its state after the last finished
+    epoch) holds every evaluation, ``model.pt`` only those up to the best one."""
+    last = (source if source.is_dir() else source.parent) / "last.pt"
+    if not last.is_file():
+        return []
+    return list(torch.load(last, map_location="cpu", weights_only=True).get("curve") or [])
+
+
+def _time_line(summary: dict, payload: dict, device: str | None) -> str:
+    """Wall time of the run (config.json, written when training ends), or, for a run stopped before its
+    end, the wall time to the best evaluation (its curve entry in the checkpoint)."""
+    if summary.get("seconds"):
+        return f"- Time: {summary['seconds'] / 60:.1f} min, {summary.get('steps', '-')} steps, device {device}"
+    best = payload.get("best", {})
+    at = next((e for e in payload.get("curve") or [] if e.get("step") == best.get("step")), {})
+    wall = f"{at['seconds'] / 60:.1f} min" if at.get("seconds") else "-"
+    return (f"- Time: {wall} to the best evaluation (step {best.get('step', '-')}); the run was stopped before its "
+            f"last epoch (no config.json), device {device}")
 
 
 def _fmt(v: float | int | None, digits: int = 2) -> str:
@@ -138,7 +164,6 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
     test = shipped["test"]
     command = train.get("command")
     machine = train.get("machine") or {}
-    seconds = summary.get("seconds")
     best = payload.get("best", {})
     lines = [
         f"# {payload['model']} for `{shipped['recipe']}` (configuration `{payload.get('config_name')}`)",
@@ -154,6 +179,7 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
         f"- Recipe: `{recipe.get('name')}`, sha256 `{recipe.get('sha256')}`",
         f"- Validation dataset: `{payload.get('dataset')}`, fingerprint `{payload.get('dataset_fingerprint')}`",
         f"- Seed: {train.get('seed')}",
+        *([f"- Initialised from: `{train['init']}`, sha256 `{train.get('init_sha256') or 'not recorded'}`"] if train.get("init") else []),
         "",
         "## Training",
         "- Command: " + (f"`{' '.join(command)}`" + (" (given to `defectbench ship`: the run predates recorded argv)"
@@ -162,7 +188,7 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
         f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}, "
         f"selection by validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
         f"epoch {best.get('epoch')})",
-        f"- Time: {_fmt(seconds / 60 if seconds else None, 1)} min, {summary.get('steps', '-')} steps, device {train.get('device')}",
+        _time_line(summary, payload, train.get("device")),
         f"- Machine: {machine.get('cpu', 'not recorded')}, {machine.get('cores', '-')} cores, "
         f"{machine.get('torch_threads', '-')} torch threads; torch {train.get('torch')}",
         "",

@@ -197,6 +197,16 @@ class TrainOptions:
     balance_classes: bool | None = None  # multiclass: class-balanced loss (the paper's NLL is unweighted)
 
 
+def init_sha256(init: str | None) -> str | None:
+    """SHA-256 of the ``--init`` file (a folder's ``model.pt``), so that a card names the exact start."""
+    if not init:
+        return None
+    from .weights import sha256_file
+
+    path = Path(init) / "model.pt" if Path(init).is_dir() else Path(init)
+    return sha256_file(path) if path.is_file() else None
+
+
 def validation_rows(n: int, recipe: TrainingRecipe, seed: int) -> set[int] | None:
     """The fixed validation subset: ``val_fraction`` of the rows, at least ``val_min_rows``; None: all."""
     if recipe.val_fraction >= 1.0:
@@ -335,7 +345,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "config": asdict(det.config), "dataset": str(opts.dataset),
         "training_data": train_data.describe() if hasattr(train_data, "describe") else {"mode": "built train split"},
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
-        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "lr_decay": opts.lr_decay,
+        "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "init_sha256": init_sha256(opts.init),
+                  "lr_decay": opts.lr_decay,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
                   "processes": ctx.world_size, "sync_batchnorm": ctx.enabled and device.type == "cuda",
                   "parameters": det.parameter_count(), "torch": str(torch.__version__),

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # these builds hold few defects (one missed click of ten is F1 ~95). Test-only tiny weights: their card's
 # figure (F1 88.9) less a margin.
 # Floors well above chance (a random or broken model scores near 0 F1 / 0.2 balanced accuracy) and below what
-# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 97.7, fma-mp3-glitch 76.0,
+# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 97.7, fma-clicks-post 92.2, fma-mp3-glitch 76.0,
 # video-artifacts 0.72;
 # the small fma-clicks build holds about ten clicks, where one error already costs about 10 points of F1.
 SHIPPED_FLOORS = {"fma-clicks": 85.0, "fma-clicks-post": 85.0, "fma-mp3-glitch": 60.0, "video-artifacts": 0.6}
@@ -148,3 +148,23 @@ def test_ship_writes_weights_card_and_curve(clicks_dataset, tmp_path):
     assert shipped.curve.stat().st_size > 0
     with pytest.raises(Exception, match="not 'fma-mp3-glitch'"):
         ship(ck, "fma-mp3-glitch", out_dir=tmp_path / "reg2", log=lambda s: None)
+
+
+def test_ship_names_the_init_weights_and_serves_a_stopped_run(clicks_dataset, tmp_path):
+    """A fine-tuned run's card names the file it started from by sha256; a run stopped before its end
+    (no config.json, no curve.png: killed) still ships, its time given to the best evaluation."""
+    from defectbench.ship import ship
+    from defectbench.training import TrainOptions, train
+
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    opts = dict(model="hooknet", dataset=str(clicks_dataset), config="tiny", max_steps=2, batch_size=8, device="cpu",
+                progress=False)
+    train(TrainOptions(out=str(base), **opts), log=lambda s: None)
+    train(TrainOptions(out=str(tuned), init=str(base / "model.pt"), **opts), log=lambda s: None)
+    (tuned / "config.json").unlink()
+    (tuned / "curve.png").unlink()
+    shipped = ship(tuned, "fma-clicks", out_dir=tmp_path / "reg", resamples=20, log=lambda s: None)
+    card = shipped.card.read_text()
+    assert f"Initialised from: `{base / 'model.pt'}`, sha256 `{sha256_file(base / 'model.pt')}`" in card
+    assert "to the best evaluation (step" in card and "stopped before its last epoch" in card
+    assert shipped.curve.stat().st_size > 0
