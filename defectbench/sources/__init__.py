@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -52,9 +53,17 @@ def register(kind: str) -> Callable[[SourceFn], SourceFn]:
 
 
 def list_source(spec: str, metadata: Path | None = None, seed: int = 0) -> Listing:
-    """Parse a source spec and list its items (sorted by split, then id)."""
+    """Parse a source spec and list its items (sorted by split, then id).
+
+    ``SPEC+SPEC`` (``synth:40+folder:/music``) lists each part and puts their items together, each split
+    with each split: a build or a training run on synth and real music at once. An item keeps its id (and
+    so its seeds) from its own source; two parts giving the same id is an error.
+    """
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
+    parts = re.split(rf"\+(?=(?:{'|'.join(map(re.escape, REGISTRY))})(?::|$))", spec)
+    if len(parts) > 1:
+        return _combined([list_source(part, metadata, seed) for part in parts], parts)
     kind, _, arg = spec.partition(":")
     if kind not in REGISTRY:
         raise DefectbenchError(f"unknown source {kind!r} in {spec!r}; use one of: {', '.join(sorted(REGISTRY))}")
@@ -64,6 +73,21 @@ def list_source(spec: str, metadata: Path | None = None, seed: int = 0) -> Listi
             raise DefectbenchError(f"source {spec!r} gave item {item.id!r} the unknown split {item.split!r}")
     listing.items.sort(key=lambda it: (SPLITS.index(it.split), it.id))
     return listing
+
+
+def _combined(listings: list[Listing], parts: list[str]) -> Listing:
+    seen: dict[str, str] = {}
+    for part, listing in zip(parts, listings):
+        for item in listing.items:
+            if item.id in seen:
+                raise DefectbenchError(f"sources {seen[item.id]!r} and {part!r} both give an item {item.id!r}; "
+                                       "combine sources whose ids differ")
+            seen[item.id] = part
+    items = sorted((it for listing in listings for it in listing.items), key=lambda it: (SPLITS.index(it.split), it.id))
+    return Listing(items, [x for listing in listings for x in listing.skipped],
+                   description=" + ".join(listing.description for listing in listings),
+                   license="; ".join(dict.fromkeys(listing.license for listing in listings)),
+                   notes=[n for listing in listings for n in listing.notes])
 
 
 def file_stamp(path: Path) -> str:
