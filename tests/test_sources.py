@@ -191,3 +191,38 @@ def test_recipes_command_lists_every_recipe():
     assert proc.returncode == 0
     for name in ("fma-clicks", "fma-clicks-post"):
         assert name in proc.stdout
+
+
+def test_folder_with_train_validation_test_folders_takes_those_splits(tmp_path):
+    """The audiofolder layout: the user's own split, whatever the hash of each album would say."""
+    for split, albums in (("train", 5), ("validation", 2), ("test", 3)):
+        for album in range(albums):
+            d = tmp_path / split / f"album{album}"
+            d.mkdir(parents=True)
+            (d / "song.wav").write_bytes(b"")
+    listing = list_source(f"folder:{tmp_path}")
+    assert len(listing.items) == 10
+    assert all(item.split == item.id.split("/")[0] for item in listing.items)
+    assert any("are the splits" in note for note in listing.notes)
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "song.wav").write_bytes(b"")  # one file outside the three folders: hashed as before
+    hashed = list_source(f"folder:{tmp_path}")
+    assert not any("are the splits" in note for note in hashed.notes)
+
+
+def test_combined_source_builds_synth_and_a_folder_together(tmp_path):
+    music = tmp_path / "music"
+    for split in ("train", "validation", "test"):
+        (music / split / "album").mkdir(parents=True)
+        sf.write(music / split / "album" / "song.wav", tone(8.0, 330), RATE)
+    alone = list_source("synth:2")
+    both = list_source(f"synth:2+folder:{music}")
+    assert [it.id for it in both.items if it.id.startswith("synth")] == [it.id for it in alone.items]
+    assert {it.split for it in both.items if not it.id.startswith("synth")} == {"train", "validation", "test"}
+    assert " + " in both.description
+    out = tmp_path / "ds"
+    build("fma-clicks", f"synth:2+folder:{music}", out, limit=3, progress=False)  # synth:2 has 2 test pieces
+    used = {r["item_id"] for r in iter_rows(out, "test", columns=["item_id"], decode_audio=False)}
+    assert "test/album/song.wav" in used and any(u.startswith("synth") for u in used)
+    with pytest.raises(DefectbenchError, match="both give an item"):
+        list_source("synth:2+synth:1")
