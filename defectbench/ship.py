@@ -31,7 +31,7 @@ from .neural import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
 from .weights import MAX_BYTES, Shipped, file_name, sha256_file, weights_dir
 
 KEPT = ("format", "model", "config_name", "config", "state_dict", "dataset", "training_data", "dataset_fingerprint",
-        "recipe", "train", "best", "curve")
+        "recipe", "train", "best", "curve", "selected")
 
 
 def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, out_dir: str | Path | None = None,
@@ -48,6 +48,10 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
 
     source = Path(source)
     ckpt = load_checkpoint(source)
+    if "optimizer" in ckpt:  # OUT/last.pt: the run's state after its last finished epoch, shipped on purpose
+        entry = (ckpt.get("curve") or [{}])[-1]
+        ckpt["selected"] = {"state": "last", "epoch": int(ckpt["epoch"]), "step": int(ckpt["step"]),
+                            "seconds": float(ckpt["seconds"]), "value": entry.get(f"val_{ckpt['best']['metric']}")}
     summary = _summary(source)
     trained_for = (ckpt.get("recipe") or {}).get("name") if isinstance(ckpt.get("recipe"), dict) else ckpt.get("recipe")
     if trained_for != recipe:
@@ -124,9 +128,22 @@ def _last_curve(source: Path) -> list[dict]:
     return list(torch.load(last, map_location="cpu", weights_only=True).get("curve") or [])
 
 
+def _selection(payload: dict) -> str:
+    best, chosen = payload.get("best", {}), payload.get("selected")
+    text = (f"validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
+            f"epoch {best.get('epoch')})")
+    if not chosen:
+        return "selection by " + text
+    return (f"shipped: the run's last finished epoch ({chosen['epoch']}, step {chosen['step']}, validation "
+            f"{best.get('metric')} {_fmt(chosen.get('value'), 4)}; `ship --from OUT/last.pt`), not the best by " + text)
+
+
 def _time_line(summary: dict, payload: dict, device: str | None) -> str:
     """Wall time of the run (config.json, written when training ends), or, for a run stopped before its
     end, the wall time to the best evaluation (its curve entry in the checkpoint)."""
+    if payload.get("selected"):
+        chosen = payload["selected"]
+        return f"- Time: {chosen['seconds'] / 60:.1f} min to the shipped state (epoch {chosen['epoch']}), device {device}"
     if summary.get("seconds"):
         return f"- Time: {summary['seconds'] / 60:.1f} min, {summary.get('steps', '-')} steps, device {device}"
     best = payload.get("best", {})
@@ -185,9 +202,8 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
         "- Command: " + (f"`{' '.join(command)}`" + (" (given to `defectbench ship`: the run predates recorded argv)"
                                                      if train.get("command_given_at_ship") else "")
                          if command else "not recorded (trained before defectbench recorded argv)"),
-        f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}, "
-        f"selection by validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
-        f"epoch {best.get('epoch')})",
+        f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}; "
+        + _selection(payload),
         _time_line(summary, payload, train.get("device")),
         f"- Machine: {machine.get('cpu', 'not recorded')}, {machine.get('cores', '-')} cores, "
         f"{machine.get('torch_threads', '-')} torch threads; torch {train.get('torch')}",

@@ -168,3 +168,8 @@ def test_ship_names_the_init_weights_and_serves_a_stopped_run(clicks_dataset, tm
     assert f"Initialised from: `{base / 'model.pt'}`, sha256 `{sha256_file(base / 'model.pt')}`" in card
     assert "to the best evaluation (step" in card and "stopped before its last epoch" in card
     assert shipped.curve.stat().st_size > 0
+    # OUT/last.pt ships the run's last finished epoch, and the card says that it is not the best one
+    last = ship(tuned / "last.pt", "fma-clicks", out_dir=tmp_path / "reg-last", resamples=20, log=lambda s: None)
+    ckpt = torch.load(last.path, weights_only=True)
+    assert "optimizer" not in ckpt and ckpt["selected"]["state"] == "last"
+    assert "the run's last finished epoch (0, step 2" in last.card.read_text()

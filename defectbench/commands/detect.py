@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ship")
     def ship_cmd(
-        source: Path = typer.Option(..., "--from", help="A training output folder (model.pt, config.json, curve.png)."),
+        source: Path = typer.Option(..., "--from", help="A training output folder (model.pt: its best weights, config.json, curve.png), or its last.pt to ship the run's last finished epoch instead."),
         recipe: str = typer.Option(..., "--recipe", help="The recipe the weights are for (names the files)."),
         dataset: Optional[Path] = typer.Option(None, "--dataset", help="The validation/test build (default: the one the run validated on)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Registry folder (default models/weights/ of the package)."),
