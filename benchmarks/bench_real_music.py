@@ -65,22 +65,13 @@ def build(recipe: str, source: Path, segments: int, work: Path) -> tuple[Path, f
 def scores_of(detector, dataset: Path, splits: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Scores, targets and song ids of every row of ``splits``, in dataset order."""
     from defectbench.dataset import iter_rows
+    from defectbench.runner import batched
 
-    scores, targets, songs, batch = [], [], [], []
-
-    def flush():
+    scores, targets, songs = [], [], []
+    for batch in batched((row for split in splits for row in iter_rows(dataset, split)), 64):
         scores.append(np.asarray(detector.predict(batch), dtype=np.float32))
-        batch.clear()
-
-    for split in splits:
-        for row in iter_rows(dataset, split):
-            targets.append(np.asarray(row["target"]) > 0.5)
-            songs.append(row["item_id"])
-            batch.append(row)
-            if len(batch) == 64:
-                flush()
-    if batch:
-        flush()
+        targets += [np.asarray(row["target"]) > 0.5 for row in batch]
+        songs += [row["item_id"] for row in batch]
     return np.concatenate(scores), np.stack(targets), songs
 
 

@@ -107,7 +107,8 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     else:
         from .training import plot_curve
 
-        plot_curve(summary.get("curve") or _last_curve(source) or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
+        whole = ckpt.get("curve") if "selected" in ckpt else _last_curve(source)  # a last.pt source is the whole run
+        plot_curve(summary.get("curve") or whole or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
     shipped.card.write_text(model_card(payload, summary, result, sha256_file(target), size, dataset))
     log(f"shipped {target} ({size / 2**20:.2f} MB), {shipped.card.name}, {shipped.curve.name}")
     return shipped

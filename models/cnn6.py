@@ -362,7 +362,9 @@ class Cnn6Detector(TorchDetector):
     def load_init(self, path) -> None:
         """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder)."""
         if Path(path).is_dir():
-            return super().load_init(path)
+            path = Path(path) / "model.pt"  # a training folder: its best weights, as load_checkpoint reads it
+        if not Path(path).is_file():
+            return super().load_init(path)  # its one-line "does not exist"
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:

@@ -200,6 +200,15 @@ def test_wave_configuration_loads_a_cpu_48k_body_and_gives_its_outputs(tmp_path)
     body.model.eval(), wave.model.eval()
     with torch.no_grad():
         assert torch.allclose(body.model(x), wave.model(x), atol=1e-6)  # the branch starts at zero output
+    run = tmp_path / "run"  # a training folder, as `train --init checkpoints/X` passes it
+    _save(body, run / "model.pt")
+    from_folder = Cnn6Detector(config="cpu-48k-wave", device="cpu")
+    from_folder.load_init(run)
+    from_folder.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(body.model(x), from_folder.model(x), atol=1e-6)
+    with pytest.raises(DefectbenchError, match="does not exist"):
+        Cnn6Detector(config="cpu-48k-wave", device="cpu").load_init(tmp_path / "empty-run")
     other = Cnn6Detector(config="cpu", device="cpu")
     _save(other, tmp_path / "cpu.pt")
     with pytest.raises(DefectbenchError, match="does not fit"):

@@ -49,16 +49,15 @@ def folder_source(opts: SourceOptions) -> Listing:
         notes.append("folder source: the top-level folders " + ", ".join(sorted({rel.parts[0] for rel in rels}))
                      + " are the splits")
     items = []
-    for path in audio:
-        rel = path.relative_to(root).as_posix()
-        group = path.parent.relative_to(root).as_posix()
+    for path, relative in zip(audio, rels):
+        rel, group = relative.as_posix(), relative.parent.as_posix()
         meta = {"track_id": rel, "artist_id": group, "genres": []}
         try:
             stamp = file_stamp(path)
         except OSError as exc:
             skipped.append((rel, f"cannot read file: {exc.strerror}"))
             continue
-        split = path.relative_to(root).parts[0] if given else split_for_key(rel if by_file else group)
+        split = relative.parts[0] if given else split_for_key(rel if by_file else group)
         items.append(Item(rel, split, partial(decode, path), meta, stamp))
     how = ("split by its train/validation/test folders" if given else
            "split by file (a flat folder)" if by_file else "split by parent folder")
