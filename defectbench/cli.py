@@ -183,6 +183,15 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    code = _main(argv)
+    dist = sys.modules.get("defectbench.distributed")  # imported only by the torch commands
+    if dist is not None and dist.group_started():
+        dist.exit_process(code)  # a torchrun worker: skip finalization, where gloo can abort the process
+    if code:
+        sys.exit(code)
+
+
+def _main(argv: list[str] | None) -> int:
     from .engine import ItemFailed
 
     _register_command_modules()
@@ -194,24 +203,23 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, standalone_mode=False)
     except DefectbenchError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(2)
+        return 2
     except ItemFailed as exc:  # an internal error: not a skip, not the user's mistake; loud, with the cause
         err.print(f"[red]error:[/] build stopped: {exc} (an internal error, not a skipped item; "
                   "finished shards are kept)", highlight=False)
         if exc.detail:
             print(exc.detail, file=sys.stderr, end="")
-        sys.exit(1)
+        return 1
     except (KeyboardInterrupt, Abort):
         code = 130
     except ClickException as exc:  # usage errors: click's own one-line message
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     if code == 130 and _terminated:
         code = 143
     if code in (130, 143):
         err.print(INTERRUPTED)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

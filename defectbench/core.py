@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -30,6 +30,19 @@ class SkipItem(Exception):
     """
 
 
+@dataclass(frozen=True)
+class Stream:
+    """An item's audio as int16 PCM blocks ``[channels, k]`` at ``rate``, decoded a block at a time.
+
+    ``open()`` starts a new decode and returns an iterator of blocks; it (and the iterator) may raise
+    SkipItem. The engine spools such an item to disk for pipelines that read from a spool
+    (``Pipeline.streams``; :mod:`defectbench.spool`), so a long file is never held in memory."""
+
+    open: Callable[[], Iterator[np.ndarray]]
+    rate: int
+    channels: int
+
+
 @dataclass
 class Item:
     """One source item (a music piece, a video, a synth piece) before its audio is decoded."""
@@ -45,6 +58,8 @@ class Item:
     stamp: str = ""
     """What identifies this version of the item's audio in the listing (a file's size and mtime;
     empty for generated audio): part of its shard's key, so a changed file is rebuilt on resume."""
+    stream: Stream | None = None
+    """Optional: the same audio in blocks (a source that can decode a file piecewise gives it)."""
 
 
 @dataclass

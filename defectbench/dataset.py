@@ -131,7 +131,9 @@ class ShardWriter:
         if self._spill is not None:
             self._spill.close()
             self._spill = None
-            with pa.memory_map(str(self._spill_path)) as source:
+            # read, not memory-mapped: mapped pages would count toward resident memory as the
+            # batches are touched, which then grows with the item's length again
+            with pa.OSFile(str(self._spill_path)) as source:
                 reader = pa.ipc.open_stream(source)
                 for batch, hashes in zip(reader, self._spilled):
                     self._append(pa.Table.from_batches([batch], schema=self.schema), hashes)

@@ -6,7 +6,9 @@
    of the file, metadata), so a changed source rebuilds exactly the shards whose items changed.
 2. Build every shard in a worker (a ``concurrent.futures`` executor: a local process pool by default).
    A worker decodes only the audio the recipe uses, checks, resamples and converts each item, runs
-   the recipe's pipeline and streams the rows to the shard's parquet file. An item's rows are
+   the recipe's pipeline and streams the rows to the shard's parquet file. A pipeline that uses all
+   of a long item (the video pipeline) gets it spooled to disk block by block when its source can
+   stream it (:func:`spool_item`), so memory does not grow with a file's length. An item's rows are
    committed only when the whole item succeeded. Only :class:`~defectbench.core.SkipItem` (a declared
    reason) skips an item; any other exception stops the build naming the item and the cause
    (:class:`ItemFailed`), and a full disk says so. A shard appears (atomic rename) only when
@@ -53,6 +55,7 @@ from .locks import output_lock
 from .ownership import check_removable, kind_of, mark, remove_owned
 from .recipe import Recipe, load_recipe
 from .sources import Listing, list_source
+from .spool import SpooledAudio
 
 SILENCE_DBFS = -60.0
 """A 100 ms window whose RMS level is below this is silent."""
@@ -140,20 +143,29 @@ class BuildResult:
 
 @dataclass
 class Prepared:
-    audio: np.ndarray
+    audio: np.ndarray | SpooledAudio
+    """float32 ``[channels, n]``, or int16 on disk for a streamed item (:func:`spool_item`)."""
     clipped: int
     """Samples outside [-1, 1] in the used audio, clipped."""
 
 
-def silent(audio: np.ndarray, rate: int) -> bool:
-    """True when fewer than :data:`ACTIVE_FRACTION` of the 100 ms windows are above :data:`SILENCE_DBFS`."""
+def silent(audio, rate: int) -> bool:
+    """True when fewer than :data:`ACTIVE_FRACTION` of the 100 ms windows are above :data:`SILENCE_DBFS`.
+
+    ``audio``: float32 ``[channels, n]``, or a :class:`~defectbench.spool.SpooledAudio` (int16, read as
+    ``int16 / 32768``, the same values). Read in blocks of windows: memory stays small for hour-long items."""
     win = max(1, rate // 10)
-    mono = audio.mean(axis=0, dtype=np.float64) if audio.shape[0] > 1 else audio[0]
-    n = max(1, len(mono) // win)
+    spooled = isinstance(audio, SpooledAudio)
+
+    def mono(a: int, b: int) -> np.ndarray:
+        x = audio.read(a, b).astype(np.float32) / np.float32(32768.0) if spooled else audio[:, a:b]
+        return x.mean(axis=0, dtype=np.float64) if x.shape[0] > 1 else x[0]
+
+    n = max(1, audio.shape[1] // win)
     limit = 10 ** (SILENCE_DBFS / 10) * win  # sum of squares of a window at the threshold level
     active = 0
-    for start in range(0, n, 4096):  # blocks of windows: memory stays small for hour-long items
-        block = np.asarray(mono[start * win : min(n, start + 4096) * win], dtype=np.float64)
+    for start in range(0, n, 256):  # 25.6 s of audio per block
+        block = np.asarray(mono(start * win, min(n, start + 256) * win), dtype=np.float64)
         if len(block) < win:  # an item shorter than one window
             return float(np.sum(block ** 2)) / max(1, len(block)) * win < limit
         active += int(np.count_nonzero(np.sum(block.reshape(-1, win) ** 2, axis=1) >= limit))
@@ -184,6 +196,34 @@ def check_and_convert(audio: np.ndarray, rate: int, recipe: Recipe, min_samples:
         raise SkipItem(f"silent (fewer than {ACTIVE_FRACTION:.0%} of its 100 ms windows above {SILENCE_DBFS:g} dBFS RMS)")
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     return Prepared(np.clip(audio, -1.0, 1.0) if clipped else audio, clipped)
+
+
+def streams(item: Item, recipe: Recipe, pipeline) -> bool:
+    """Whether ``item`` is spooled to disk block by block instead of decoded whole: its source streams
+    it in the recipe's rate and channel count and the pipeline reads a spool (and uses all of the item)."""
+    st = item.stream
+    return (st is not None and getattr(pipeline, "streams", False) and pipeline.max_samples is None
+            and st.rate == recipe.source.rate and st.channels == recipe.source.channels)
+
+
+def spool_item(item: Item, recipe: Recipe, min_samples: int, folder: Path) -> Prepared:
+    """:func:`check_and_convert` for a streamed item: its int16 blocks go to an unlinked temporary file in
+    ``folder`` (:class:`~defectbench.spool.SpooledAudio`), then the same checks (int16 needs no clipping)."""
+    src = recipe.source
+    spool = SpooledAudio(src.channels, folder)
+    try:
+        for block in item.stream.open():
+            spool.append(block)
+        if spool.n == 0:
+            raise SkipItem("no samples")
+        if spool.n < min_samples:
+            raise SkipItem(f"too short ({spool.n / src.rate:.2f} s at {src.rate} Hz; needs {min_samples / src.rate:.2f} s)")
+        if silent(spool, src.rate):
+            raise SkipItem(f"silent (fewer than {ACTIVE_FRACTION:.0%} of its 100 ms windows above {SILENCE_DBFS:g} dBFS RMS)")
+    except BaseException:
+        spool.close()
+        raise
+    return Prepared(spool, 0)
 
 
 def prepare(audio: np.ndarray, rate: int, recipe: Recipe, min_samples: int, max_samples: int | None = None) -> np.ndarray:
@@ -227,9 +267,13 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     try:
         writer = ShardWriter(tmp, spec.schema)
         for item in task.items:
+            prepared = None
             try:
-                audio, rate = item.load(seconds)
-                prepared = check_and_convert(audio, rate, recipe, pipeline.min_samples, max_samples)
+                if streams(item, recipe, pipeline):
+                    prepared = spool_item(item, recipe, pipeline.min_samples, out_dir)
+                else:
+                    audio, rate = item.load(seconds)
+                    prepared = check_and_convert(audio, rate, recipe, pipeline.min_samples, max_samples)
                 item_labels: dict[str, int] = {}
                 for sample in pipeline.process(item, prepared.audio, recipe.source.rate, spec.seed):
                     sample.meta.setdefault("split", item.split)
@@ -243,10 +287,9 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
                 skipped.append({"id": item.id, "split": item.split, "reason": str(exc)})
             except DefectbenchError as exc:  # a setting the item cannot be built with: one line, naming it
                 raise DefectbenchError(f"{item.split} item {item.id!r}: {exc}") from None
-            except Exception as exc:
+            except Exception as exc:  # a bug or a broken library: stop the build, never count it as a skip
                 if _disk_full(exc):
                     raise
-  # a bug or a broken library: stop the build, never count it as a skip
                 raise ItemFailed(f"{item.split} item {item.id!r} failed: {type(exc).__name__}: {exc}",
                                  traceback.format_exc()) from None
             else:
@@ -256,6 +299,9 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
                     labels[k] = labels.get(k, 0) + v
                 if prepared.clipped:
                     clipped.append({"id": item.id, "split": item.split, "samples": prepared.clipped})
+            finally:
+                if prepared is not None and isinstance(prepared.audio, SpooledAudio):
+                    prepared.audio.close()  # the spool file was unlinked when made: closing frees it
             if on_item:
                 on_item()
         writer.close()

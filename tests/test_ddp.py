@@ -104,8 +104,10 @@ for cls, data in ((HookNetDetector, clicks), (Cnn6Detector, video)):
     err = lambda gs: max(float((g - r).abs().max() / r.abs().max()) for g, r in zip(gs, refs) if r.abs().max() > 0)
     res[cls.name] = {"loss": loss.item(), "ref_loss": ref_loss.item(), "err": err(grads),
                      "naive_err": err([p.grad for p in trained(det.model)])}
-json.dump(res, open(f"{out}/rank{ctx.rank}.json", "w"))
+with open(f"{out}/rank{ctx.rank}.json", "w") as fh:
+    json.dump(res, fh)
 D.finish(ctx)  # a barrier first: tearing gloo down under a peer can abort the process
+D.exit_process(0)  # and no interpreter finalization, where gloo's threads can abort it too
 '''
 
 

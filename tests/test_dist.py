@@ -218,9 +218,12 @@ with torch.no_grad():
     local = np.concatenate([model(xb).numpy()[:, 0] for xb, _ in D.score_loader(data, 6, ctx)])
 scores = D.gather_in_order(local, len(data), ctx)
 params = torch.cat([p.detach().flatten() for p in D.unwrap(model).parameters()]).tolist()
-json.dump({"rank": ctx.rank, "world": ctx.world_size, "wrote": wrote, "params": params, "losses": losses,
-           "n_local": len(local), "scores": scores.tolist()}, open(f"{out}/rank{ctx.rank}.json", "w"))
+with open(f"{out}/rank{ctx.rank}.json", "w") as fh:
+    json.dump({"rank": ctx.rank, "world": ctx.world_size, "wrote": wrote, "params": params, "losses": losses,
+               "n_local": len(local), "scores": scores.tolist()}, fh)
 D.finish(ctx)  # a barrier first: tearing gloo down under a peer can abort the process
+if D.group_started():
+    D.exit_process(0)  # and no interpreter finalization, where gloo's threads can abort it too
 '''
 
 

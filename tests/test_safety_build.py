@@ -204,8 +204,9 @@ def _alive(p: psutil.Process) -> bool:
         return False
 
 
-def _start_pool_build(tmp_path: Path) -> tuple[subprocess.Popen, list[psutil.Process]]:
-    proc = popen("build", "fma-clicks", "--out", tmp_path / "ds", "--limit", "2", "--workers", "2", "--quiet", cwd=tmp_path)
+def _start_pool_build(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    proc = popen("build", "fma-clicks", "--out", tmp_path / "ds", "--limit", "2", "--workers", "2", "--quiet", *extra,
+                 cwd=tmp_path)
     shards = tmp_path / "ds.partial" / "shards"
     _wait_for(lambda: proc.poll() is not None or (shards.is_dir() and len(list(shards.glob(".*.tmp"))) >= 2))
     assert proc.poll() is None, proc.communicate()
@@ -214,8 +215,9 @@ def _start_pool_build(tmp_path: Path) -> tuple[subprocess.Popen, list[psutil.Pro
     return proc, workers
 
 
-def test_kill_9_of_the_build_leaves_no_live_workers(tmp_path):
-    proc, workers = _start_pool_build(tmp_path)
+@pytest.mark.parametrize("executor", ["process", "dask"])
+def test_kill_9_of_the_build_leaves_no_live_workers(tmp_path, executor):
+    proc, workers = _start_pool_build(tmp_path, "--executor", executor)
     proc.kill()  # SIGKILL: no handler runs in the parent
     proc.wait(timeout=30)
     _wait_for(lambda: not any(_alive(w) for w in workers), seconds=15)

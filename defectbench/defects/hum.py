@@ -24,7 +24,11 @@ INT16_MAX = 32767
 
 
 def peak_abs(audio: np.ndarray) -> int:
-    """``max|x|`` of int16 audio, computed in int32 so that -32768 gives 32768."""
+    """``max|x|`` of int16 audio, computed in int32 so that -32768 gives 32768.
+
+    A :class:`~defectbench.spool.SpooledAudio` (or one of its channels) kept its peak as it was written."""
+    if hasattr(audio, "peak_abs"):
+        return int(audio.peak_abs())
     return int(np.abs(audio.astype(np.int32)).max()) if audio.size else 0
 
 

@@ -13,6 +13,8 @@ A pipeline:
 - ``max_samples``: the most of an item it uses, from the start (None: all); sources decode no more;
 - ``process(item, audio, rate, seed)``: yields samples; ``audio`` is float32 ``[channels, n]`` at the
   recipe's rate and channel count; every random draw comes from :func:`defectbench.core.rng_for`;
+- ``streams``: True when ``process`` also takes a :class:`~defectbench.spool.SpooledAudio` (int16 on
+  disk, read in slices) instead of an array: the engine then spools an item whose source can stream it;
 - ``card_section()``: markdown for the dataset card (what was simulated, how it differs from the paper);
 - ``counters``: a dict of numbers the pipeline accumulates (summed over workers into the build report).
 """
@@ -41,6 +43,7 @@ class Pipeline(ABC):
     Config: ClassVar[type[PipelineConfig]] = PipelineConfig
     min_samples: int = 1
     max_samples: int | None = None
+    streams: ClassVar[bool] = False
 
     def __init__(self, config: PipelineConfig, rate: int, channels: int) -> None:
         self.config = config

@@ -25,6 +25,7 @@ interval(s) it overlaps and their parameters).
 
 from __future__ import annotations
 
+import bisect
 from typing import Annotated, Any, Iterator, Union
 
 import numpy as np
@@ -38,6 +39,7 @@ from ..defects.distortion import Distortion
 from ..defects.hiss import Hiss
 from ..defects.hum import Hum
 from ..intervals import IntervalConfig, simulate_intervals
+from ..spool import SpooledAudio
 from . import Pipeline, PipelineConfig, register
 
 LABELS = ["no_defect", "hum", "hiss", "distortion", "click"]
@@ -114,8 +116,13 @@ class VideoChunks(Pipeline):
         }
 
     # -- one base audio ------------------------------------------------------------------------
-    def process(self, item: Item, audio: np.ndarray, rate: int, seed: int) -> Iterator[Sample]:
-        x = to_int16(audio)
+    streams = True
+    """``process`` also takes a :class:`~defectbench.spool.SpooledAudio` (the engine spools a streamed
+    source to disk): everything below reads slices of the base audio and keeps at most one interval
+    of a degraded copy in memory, so memory does not grow with the length of a video."""
+
+    def process(self, item: Item, audio, rate: int, seed: int) -> Iterator[Sample]:
+        x = audio if isinstance(audio, SpooledAudio) else to_int16(audio)
         src = self._source_meta(item)
         zeros = np.zeros(self.frames, dtype=np.uint8)
         for ch in range(x.shape[0]):
@@ -128,86 +135,83 @@ class VideoChunks(Pipeline):
             yield from self._defective(item, x, rate, seed, defect, src)
 
     def degrade(self, item_id: str, x: np.ndarray, rate: int, seed: int, defect) -> dict[str, Any] | None:
-        """One defect's degraded copy of ``x`` (Algorithm 1), or None where it is not applicable.
+        """One defect's whole degraded copy of ``x`` (Algorithm 1) in memory, or None where it is not applicable.
 
         Returns ``audio`` [channels, n'], ``mask`` [channels, n'] (the defect's changed samples),
         ``junctions``/``shifts`` (output index of each reductive junction and the cumulative shift
-        after it) and ``intervals`` (list of (Interval, params) for the defective intervals).
+        after it) and ``intervals`` (list of (Interval, params) for the defective intervals). The
+        build itself uses :meth:`_copy`, a piece at a time.
         """
+        copy = self._copy(item_id, x, rate, seed, defect)
+        if copy is None:
+            return None
+        pieces = list(copy.pieces())
+        return {
+            "audio": np.concatenate([p for p, _ in pieces], axis=1),
+            "mask": np.concatenate([m for _, m in pieces], axis=1),
+            "junctions": np.asarray(copy.junctions, dtype=np.int64),
+            "shifts": np.asarray(copy.shifts, dtype=np.int64),
+            "intervals": copy.intervals,
+        }
+
+    def _copy(self, item_id: str, x, rate: int, seed: int, defect) -> "_Copy | None":
+        """The intervals and per-audio parameters of one defect's copy; None where it is not applicable."""
         kind = defect.kind
-        n = x.shape[1]
-        intervals = simulate_intervals(rng_for(seed, item_id, PIECE, f"{kind}:intervals"), n, rate, self.config.intervals)
+        intervals = simulate_intervals(rng_for(seed, item_id, PIECE, f"{kind}:intervals"), x.shape[1], rate,
+                                       self.config.intervals)
         base = None
         if not self.config.per_interval and defect.per_audio:
             base = defect.sample(rng_for(seed, item_id, PIECE, kind), x, rate)
             if base.get("applicable") is False:
                 self.count(f"{kind}_not_applicable_audio")
                 return None
-        pieces, masks, junctions, shifts, defective = [], [], [], [], []
-        out_pos = shift = 0
-        for iv in intervals:
-            seg = x[:, iv.start : iv.end]
-            if iv.defective:
-                params = defect.sample(rng_for(seed, item_id, iv.index, kind), seg, rate)
-                if base is not None:
-                    params.update({k: base[k] for k in defect.per_audio})
-                params["offset"] = iv.start
-                if params.get("applicable") is False:
-                    self.count(f"{kind}_not_applicable_interval")
-                if "not_placed" in params:
-                    self.count(f"{kind}_clicks_not_placed", params["not_placed"])
-                    self.count(f"{kind}_clicks_placed", len(params["removed"]))
-                seg_out, seg_mask = defect.apply(seg, rate, params)
-                removed_here = 0
-                for p, length in sorted(params.get("removed", [])):
-                    removed_here += length
-                    junctions.append(out_pos + p + length - removed_here)
-                    shifts.append(shift + removed_here)
-                shift += removed_here
-                defective.append((iv, params))
-            else:
-                seg_out, seg_mask = seg, np.zeros(seg.shape, dtype=bool)
-            pieces.append(seg_out)
-            masks.append(seg_mask)
-            out_pos += seg_out.shape[1]
-        return {
-            "audio": np.concatenate(pieces, axis=1),
-            "mask": np.concatenate(masks, axis=1),
-            "junctions": np.asarray(junctions, dtype=np.int64),
-            "shifts": np.asarray(shifts, dtype=np.int64),
-            "intervals": defective,
-        }
+        return _Copy(self, item_id, x, rate, seed, defect, intervals, base)
 
-    def _defective(self, item: Item, x: np.ndarray, rate: int, seed: int, defect, src: dict) -> Iterator[Sample]:
-        copy = self.degrade(item.id, x, rate, seed, defect)
+    def _defective(self, item: Item, x, rate: int, seed: int, defect, src: dict) -> Iterator[Sample]:
+        copy = self._copy(item.id, x, rate, seed, defect)
         if copy is None:
             return
-        d, mask, junctions, shifts = copy["audio"], copy["mask"], copy["junctions"], copy["shifts"]
-        starts = np.asarray([iv.start for iv, _ in copy["intervals"]], dtype=np.int64)
-        ends = np.asarray([iv.end for iv, _ in copy["intervals"]], dtype=np.int64)
+        chunk = self.chunk
+        c = 0
+        held: list[tuple[np.ndarray, np.ndarray]] = []  # output not yet cut, from output index `held_from`
+        held_from = held_len = 0
+        for piece, piece_mask in copy.pieces():
+            held.append((piece, piece_mask))
+            held_len += piece.shape[1]
+            if held_len < (c + 1) * chunk - held_from:
+                continue
+            d = np.concatenate([p for p, _ in held], axis=1)
+            mask = np.concatenate([m for _, m in held], axis=1)
+            while (c + 1) * chunk <= held_from + d.shape[1]:
+                # every junction and interval that can touch this chunk is known: the copy's
+                # output (and so its clean input) already runs past the chunk's end
+                o = c * chunk - held_from
+                yield from self._chunk_samples(item, x, copy, defect, c, d[:, o : o + chunk], mask[:, o : o + chunk], src)
+                c += 1
+            o = c * chunk - held_from
+            held, held_from = [(d[:, o:], mask[:, o:])], c * chunk
+            held_len = d.shape[1] - o
 
-        def shift_at(i: int) -> int:
-            k = int(np.searchsorted(junctions, i, side="right")) - 1
-            return int(shifts[k]) if k >= 0 else 0
-
-        for c in range(d.shape[1] // self.chunk):
-            s = c * self.chunk
-            k0, k1 = shift_at(s), shift_at(s + self.chunk - 1)
-            # the clean audio at the cumulative shift in effect at the chunk's start (SPEC 1.4)
-            changed = d[:, s : s + self.chunk] != x[:, s + k0 : s + k0 + self.chunk]
-            lo, hi = s + k0, s + k1 + self.chunk  # the chunk's span in clean coordinates
-            overlap = np.flatnonzero((starts < hi) & (ends > lo))
-            for ch in range(d.shape[0]):
-                n_changed = int(changed[ch].sum())
-                if not n_changed:
-                    if overlap.size:
-                        self.count(f"{defect.kind}_chunks_unchanged")
-                    continue
-                self.count(f"chunks_{defect.label}")
-                target = frames_from_mask(mask[ch, s : s + self.chunk], self.frames)
-                ivs = [copy["intervals"][i] for i in overlap]
-                yield self._sample(item, defect.kind, defect.label, ch, c, s, k0, d[ch, s : s + self.chunk].copy(),
-                                   target, n_changed, ivs, src)
+    def _chunk_samples(self, item: Item, x, copy: "_Copy", defect, c: int, d: np.ndarray, mask: np.ndarray,
+                       src: dict) -> Iterator[Sample]:
+        s = c * self.chunk
+        k0, k1 = copy.shift_at(s), copy.shift_at(s + self.chunk - 1)
+        # the clean audio at the cumulative shift in effect at the chunk's start (SPEC 1.4)
+        changed = d != x[:, s + k0 : s + k0 + self.chunk]
+        lo, hi = s + k0, s + k1 + self.chunk  # the chunk's span in clean coordinates
+        starts = np.asarray([iv.start for iv, _ in copy.intervals], dtype=np.int64)
+        ends = np.asarray([iv.end for iv, _ in copy.intervals], dtype=np.int64)
+        overlap = np.flatnonzero((starts < hi) & (ends > lo))
+        for ch in range(d.shape[0]):
+            n_changed = int(changed[ch].sum())
+            if not n_changed:
+                if overlap.size:
+                    self.count(f"{defect.kind}_chunks_unchanged")
+                continue
+            self.count(f"chunks_{defect.label}")
+            target = frames_from_mask(mask[ch], self.frames)
+            ivs = [copy.intervals[i] for i in overlap]
+            yield self._sample(item, defect.kind, defect.label, ch, c, s, k0, d[ch].copy(), target, n_changed, ivs, src)
 
     # -- rows ----------------------------------------------------------------------------------
     @staticmethod
@@ -250,6 +254,53 @@ class VideoChunks(Pipeline):
             per=("per defective interval" if self.config.per_interval else "once per base audio (the paper)"),
             kinds=", ".join(d.kind for d in self.defects),
         )
+
+
+class _Copy:
+    """One defect's degraded copy of a base audio, produced an interval at a time (Algorithm 1).
+
+    ``pieces()`` yields each interval's output and mask in order; as it goes it records the
+    defective intervals with their parameters, and for reductive clicks the output index of each
+    junction with the cumulative shift after it (``shift_at``)."""
+
+    def __init__(self, pipeline: VideoChunks, item_id: str, x, rate: int, seed: int, defect, intervals, base) -> None:
+        self.pipeline, self.item_id, self.x, self.rate, self.seed = pipeline, item_id, x, rate, seed
+        self.defect, self.all_intervals, self.base = defect, intervals, base
+        self.junctions: list[int] = []
+        self.shifts: list[int] = []
+        self.intervals: list[tuple[Any, dict[str, Any]]] = []
+
+    def shift_at(self, i: int) -> int:
+        k = bisect.bisect_right(self.junctions, i) - 1
+        return self.shifts[k] if k >= 0 else 0
+
+    def pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        defect, kind, count = self.defect, self.defect.kind, self.pipeline.count
+        out_pos = shift = 0
+        for iv in self.all_intervals:
+            seg = self.x[:, iv.start : iv.end]
+            if iv.defective:
+                params = defect.sample(rng_for(self.seed, self.item_id, iv.index, kind), seg, self.rate)
+                if self.base is not None:
+                    params.update({k: self.base[k] for k in defect.per_audio})
+                params["offset"] = iv.start
+                if params.get("applicable") is False:
+                    count(f"{kind}_not_applicable_interval")
+                if "not_placed" in params:
+                    count(f"{kind}_clicks_not_placed", params["not_placed"])
+                    count(f"{kind}_clicks_placed", len(params["removed"]))
+                seg_out, seg_mask = defect.apply(seg, self.rate, params)
+                removed_here = 0
+                for p, length in sorted(params.get("removed", [])):
+                    removed_here += length
+                    self.junctions.append(out_pos + p + length - removed_here)
+                    self.shifts.append(shift + removed_here)
+                shift += removed_here
+                self.intervals.append((iv, params))
+            else:
+                seg_out, seg_mask = seg, np.zeros(seg.shape, dtype=bool)
+            out_pos += seg_out.shape[1]
+            yield seg_out, seg_mask
 
 
 CARD = """\

@@ -24,12 +24,14 @@ is a pure function of the seed and the set of ids (hear-preprocess style: a grou
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
 
-from ..core import SPLITS, DefectbenchError, Item, SkipItem, stable_int
+from ..core import SPLITS, DefectbenchError, Item, SkipItem, Stream, stable_int
 from . import Listing, SourceOptions, file_stamp, register, walk_files
 
 RATE = 48000
@@ -37,8 +39,10 @@ FRACTIONS = (0.64, 0.17, 0.19)
 STRATA = ("genre", "language")
 
 
-def decode_audio(path: Path) -> np.ndarray:
-    """First audio stream of ``path`` as int16 ``[2, n]`` at 48 kHz (FFmpeg resampler); SkipItem on failure."""
+def decode_blocks(path: Path) -> Iterator[np.ndarray]:
+    """First audio stream of ``path`` as int16 ``[2, k]`` blocks at 48 kHz (FFmpeg resampler), one decoded
+    frame at a time; SkipItem on failure (also in the middle of the file) or when it decodes to nothing."""
+    any_samples = False
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -46,16 +50,22 @@ def decode_audio(path: Path) -> np.ndarray:
             stream = container.streams.audio[0]
             mono = stream.codec_context.layout.nb_channels == 1
             resampler = av.AudioResampler(format="s16p", layout="mono" if mono else "stereo", rate=RATE)
-            parts = []
-            for frame in container.decode(stream):
-                parts.extend(f.to_ndarray() for f in resampler.resample(frame))
-            parts.extend(f.to_ndarray() for f in resampler.resample(None))
+            frames = itertools.chain(container.decode(stream), [None])  # None flushes the resampler
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    block = out.to_ndarray().astype(np.int16, copy=False)
+                    if block.shape[-1]:
+                        any_samples = True
+                        yield np.repeat(block, 2, axis=0) if mono else block
     except av.FFmpegError as exc:
         raise SkipItem(f"PyAV could not decode the audio: {exc}") from None
-    if not parts or sum(p.shape[-1] for p in parts) == 0:
+    if not any_samples:
         raise SkipItem("audio stream decodes to no samples")
-    audio = np.concatenate(parts, axis=-1).astype(np.int16, copy=False)
-    return np.repeat(audio, 2, axis=0) if mono else audio
+
+
+def decode_audio(path: Path) -> np.ndarray:
+    """First audio stream of ``path`` as int16 ``[2, n]`` at 48 kHz, whole (:func:`decode_blocks` joined)."""
+    return np.concatenate(list(decode_blocks(path)), axis=-1)
 
 
 def _probe(path: Path) -> str | None:
@@ -141,7 +151,9 @@ def list_videos(opts: SourceOptions) -> Listing:
         m = {k: v for k, v in meta.get(vid, {}).items() if k != "split"}
         m.setdefault("genre", "")
         m.setdefault("language", "")
-        items.append(Item(id=vid, split=splits[vid], load=_loader(path), meta=m, stamp=file_stamp(path)))
+        loader = _loader(path)
+        items.append(Item(id=vid, split=splits[vid], load=loader, meta=m, stamp=file_stamp(path),
+                          stream=Stream(loader.blocks, RATE, 2)))
     return Listing(
         items=items,
         skipped=skipped,
@@ -157,5 +169,9 @@ class _loader:
         self.path = path
 
     def __call__(self, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
-        # Always the whole base audio: the video pipeline uses all of it (Algorithm 1 tiles it).
+        # Always the whole base audio: the video pipeline uses all of it (Algorithm 1 tiles it). The
+        # engine prefers the item's stream (blocks spooled to disk) where the recipe's format allows.
         return decode_audio(self.path).astype(np.float32) / 32768.0, RATE
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        return decode_blocks(self.path)
