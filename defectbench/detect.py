@@ -161,30 +161,12 @@ def _pyav_music(path: Path, resampled, sf_exc: Exception) -> Iterator[np.ndarray
 
 
 def stream_video_audio(path: Path, rate: int = 48000) -> Iterator[np.ndarray]:
-    """Int16 ``[2, n]`` blocks at 48 kHz through FFmpeg's resampler (as ``sources/video.py``)."""
-    import av
+    """Int16 ``[2, n]`` blocks at 48 kHz through FFmpeg's resampler: the video source's own decoder."""
+    from .sources.video import RATE, decode_blocks
 
-    try:
-        container = av.open(str(path))
-    except Exception as exc:
-        raise SkipItem(f"PyAV could not open the file: {_short(exc)}") from None
-    with container:
-        if not container.streams.audio:
-            raise SkipItem("no audio stream")
-        stream = container.streams.audio[0]
-        mono = stream.codec_context.layout.nb_channels == 1
-        conv = av.AudioResampler(format="s16p", layout="mono" if mono else "stereo", rate=rate)
-
-        def frames() -> Iterator[np.ndarray]:
-            for frame in container.decode(stream):
-                for out in conv.resample(frame):
-                    yield out.to_ndarray()
-            for out in conv.resample(None):
-                yield out.to_ndarray()
-
-        for a in _guard(frames(), "PyAV"):
-            a = a.astype(np.int16, copy=False)
-            yield np.repeat(a, 2, axis=0) if mono else a
+    if rate != RATE:
+        raise ValueError(f"the video source decodes at {RATE} Hz, not {rate}")
+    return decode_blocks(path)
 
 
 # ------------------------------------------------------------------------ framewise scanning ---
