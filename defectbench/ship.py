@@ -203,8 +203,11 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
         "- Command: " + (f"`{' '.join(command)}`" + (" (given to `defectbench ship`: the run predates recorded argv)"
                                                      if train.get("command_given_at_ship") else "")
                          if command else "not recorded (trained before defectbench recorded argv)"),
-        f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}; "
-        + _selection(payload),
+        f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}"
+        + (f", lr x {train['lr_decay']} per epoch" if train.get("lr_decay") else "")
+        + (f"; the weights are an exponential moving average (decay {train['ema']} per step), which was "
+           "also what validation saw" if train.get("ema") is not None else "")
+        + "; " + _selection(payload),
         _time_line(summary, payload, train.get("device")),
         f"- Machine: {machine.get('cpu', 'not recorded')}, {machine.get('cores', '-')} cores, "
         f"{machine.get('torch_threads', '-')} torch threads; torch {train.get('torch')}",

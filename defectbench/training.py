@@ -27,6 +27,8 @@ autocast) lives in :mod:`defectbench.neural`; scoring imports that module, never
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import math
 import time
@@ -195,6 +197,7 @@ class TrainOptions:
     lr_decay: float | None = None  # multiply the learning rate by this after every epoch (lr * decay**epoch)
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
     balance_classes: bool | None = None  # multiclass: class-balanced loss (the paper's NLL is unweighted)
+    ema: float | None = None  # evaluate and keep an exponential moving average of the weights (decay per step)
 
 
 def init_sha256(init: str | None) -> str | None:
@@ -315,6 +318,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.Adam(trainable, lr=recipe.lr, betas=recipe.betas)
+    ema = WeightAverage(det.model, opts.ema) if opts.ema is not None else None
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.1, patience=10) \
         if recipe.reduce_on_plateau else None
     steps_per_epoch = math.ceil(len(train_data) / recipe.batch_size)
@@ -336,6 +340,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         if sched is not None and state.get("scheduler"):
             sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        if ema is not None:
+            ema.load_state_dict(state.get("ema"), out / "last.pt")
         curve, best, stale = list(state["curve"]), dict(state["best"]), int(state["stale"])
         curve, best = ap_as_fraction(curve, best)
         first_epoch, step, seconds_before = int(state["epoch"]) + 1, int(state["step"]), float(state["seconds"])
@@ -346,7 +352,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         "training_data": train_data.describe() if hasattr(train_data, "describe") else {"mode": "built train split"},
         "dataset_fingerprint": manifest.get("fingerprint"), "recipe": manifest.get("recipe"),
         "train": {**asdict(recipe), "seed": opts.seed, "init": opts.init, "init_sha256": init_sha256(opts.init),
-                  "lr_decay": opts.lr_decay,
+                  "lr_decay": opts.lr_decay, "ema": opts.ema,
                   "device": str(device), "amp": "bf16" if device.type == "cuda" else None,
                   "processes": ctx.world_size, "sync_batchnorm": ctx.enabled and device.type == "cuda",
                   "parameters": det.parameter_count(), "torch": str(torch.__version__),
@@ -361,7 +367,10 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         loss = float(np.mean(losses)) if losses else None
         losses.clear()
         last_eval["step"] = step
-        val = evaluate(det, val_loader, task, classes, ctx)  # the same values on every rank
+        with (ema.swapped_in() if ema is not None else contextlib.nullcontext()):
+            # with --ema the average is what is evaluated and kept as model.pt
+            val = evaluate(det, val_loader, task, classes, ctx)  # the same values on every rank
+            best_state = {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()}
         model.train()
         value = val[recipe.metric]
         curve.append({"step": step, "epoch": epoch, "seconds": round(time.perf_counter() - t_start, 1),
@@ -373,8 +382,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             best.update(value=value, step=step, epoch=epoch)
             stale = 0
             if ctx.is_main:
-                state = {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()}
-                save_checkpoint(out / "model.pt", {**meta, "state_dict": state, "curve": curve, "best": dict(best)})
+                save_checkpoint(out / "model.pt", {**meta, "state_dict": best_state, "curve": curve, "best": dict(best)})
         else:
             stale += 1
         progress.update(bar, val=f"{recipe.metric} {value:.4f} (best {best['value']:.4f})")
@@ -418,6 +426,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
                 optim.step()
+                if ema is not None:
+                    ema.update(det.model)
                 step += 1
                 seen += len(b["label"])
                 losses.append(float(loss.detach()))  # the global batch's loss, the same on every rank
@@ -438,6 +448,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                     **meta, "state_dict": {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()},
                     "optimizer": optim.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
                     "torch_rng": torch.get_rng_state(), "curve": curve, "best": dict(best), "stale": stale,
+                    "ema": ema.state_dict() if ema is not None else None,
                     "epoch": epoch, "step": step, "seconds": time.perf_counter() - t_start})
             plain.line(f"epoch {epoch} done")
             if stop or step >= total:
@@ -456,6 +467,49 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         f"checkpoint {out / 'model.pt'}")
     D.finish(ctx)
     return summary
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and buffers (``--ema DECAY``, per step).
+
+    torch's ``AveragedModel`` with its EMA update does the averaging (``use_buffers``: BatchNorm's
+    running statistics are averaged too, so the average needs no pass over the data to re-estimate
+    them). Evaluation swaps the average into the model and back (:meth:`swapped_in`), so validation,
+    the kept ``model.pt`` and the shipped weights are all the average; training continues on the raw
+    weights. ``last.pt`` keeps both, so ``--resume`` continues the same average."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        if not 0.0 <= decay < 1.0:
+            raise DefectbenchError(f"--ema must be in [0, 1), got {decay}")
+        self.decay = decay
+        self._model = model
+        self.average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+        self.average.requires_grad_(False)
+
+    def update(self, model: torch.nn.Module) -> None:
+        self.average.update_parameters(model)
+
+    @contextlib.contextmanager
+    def swapped_in(self):
+        model = self._model
+        raw = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(self.average.module.state_dict())
+        try:
+            yield
+        finally:
+            model.load_state_dict(raw)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "n_averaged": int(self.average.n_averaged),
+                "state_dict": {k: v.detach().cpu().clone() for k, v in self.average.module.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any] | None, path: Path) -> None:
+        if not state or state.get("decay") != self.decay:
+            raise DefectbenchError(f"--resume: {path} was not trained with --ema {self.decay}")
+        self.average.module.load_state_dict(state["state_dict"])
+        self.average.n_averaged.fill_(int(state["n_averaged"]))
 
 
 def machine() -> dict[str, Any]:

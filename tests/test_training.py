@@ -286,3 +286,55 @@ def test_init_fine_tunes_from_trained_weights_whatever_their_positive_rate():
         assert torch.equal(v, saved["state_dict"][k]), k
     with pytest.raises(DefectbenchError, match="does not fit this model"):
         HookNetDetector(config="cpu", device="cpu").load_init(path)  # another architecture
+
+
+def test_weight_average_is_the_ema_of_the_weights_and_swaps_in_and_out():
+    from defectbench.training import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    avg = WeightAverage(model, 0.75)
+    values = [1.0, 3.0, -2.0]
+    for v in values:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(v)
+            model[1].running_mean.fill_(10 * v)  # a buffer: averaged too
+        avg.update(model)
+    expected = values[0]  # the first update copies, then e <- 0.75 e + 0.25 v
+    for v in values[1:]:
+        expected = 0.75 * expected + 0.25 * v
+    with avg.swapped_in():
+        assert all(torch.allclose(p, torch.full_like(p, expected)) for p in model.parameters())
+        assert torch.allclose(model[1].running_mean, torch.tensor([10 * expected]))
+    assert all(torch.equal(p, torch.full_like(p, values[-1])) for p in model.parameters())  # raw weights back
+    with pytest.raises(DefectbenchError):
+        WeightAverage(model, 1.0)
+
+
+def test_ema_runs_keep_the_average_and_resume_it(clicks_dataset, tmp_path):
+    common = dict(model="hooknet", dataset=str(clicks_dataset), config="tiny", batch_size=16, device="cpu",
+                  source="synth:1", overrides={"defect.probability": 0.5}, seed=5, progress=False)
+    quiet = dict(log=lambda s: None)
+
+    def weights(folder, name="model.pt"):
+        return torch.load(tmp_path / folder / name, weights_only=True)["state_dict"]
+
+    plain = train(TrainOptions(out=str(tmp_path / "plain"), epochs=2, **common), **quiet)
+    # decay 0: the average is the current weights, so evaluating it and swapping back changes nothing
+    zero = train(TrainOptions(out=str(tmp_path / "zero"), epochs=2, ema=0.0, **common), **quiet)
+    assert [c["val_f1"] for c in zero["curve"]] == [c["val_f1"] for c in plain["curve"]]
+    assert all(torch.equal(weights("plain")[k], weights("zero")[k]) for k in weights("plain"))
+    # a real average: other weights are evaluated and kept; a resumed run continues the same average
+    whole = train(TrainOptions(out=str(tmp_path / "whole"), epochs=2, ema=0.9, **common), **quiet)
+    assert whole["train"]["ema"] == 0.9
+    assert not all(torch.equal(weights("plain")[k], weights("whole")[k]) for k in weights("plain"))
+    train(TrainOptions(out=str(tmp_path / "cut"), epochs=1, ema=0.9, **common), **quiet)
+    resumed = train(TrainOptions(out=str(tmp_path / "cut"), epochs=2, ema=0.9, resume=True, **common), **quiet)
+    assert [c["val_f1"] for c in resumed["curve"]] == [c["val_f1"] for c in whole["curve"]]
+    assert all(torch.equal(weights("whole")[k], weights("cut")[k]) for k in weights("whole"))
+    ema_whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["ema"]
+    ema_cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)["ema"]
+    assert ema_whole["n_averaged"] == ema_cut["n_averaged"] == whole["steps"]
+    assert all(torch.equal(ema_whole["state_dict"][k], ema_cut["state_dict"][k]) for k in ema_whole["state_dict"])
+    with pytest.raises(DefectbenchError, match="--ema"):
+        train(TrainOptions(out=str(tmp_path / "plain"), epochs=3, ema=0.9, resume=True, **common), **quiet)

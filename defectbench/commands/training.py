@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
         balance_classes: Optional[bool] = typer.Option(None, "--balance-classes/--no-balance-classes", help="cnn6: weigh every class in a batch the same in the loss (the paper's NLL does not)"),
+        ema: Optional[float] = typer.Option(None, "--ema", help="evaluate and keep an exponential moving average of the weights, this decay per step (e.g. 0.999)"),
     ) -> None:
         """Train a neural detector with its paper's recipe; saves model.pt, config.json and curve.png."""
         from ..training import TrainOptions, train as run_training
@@ -62,7 +63,7 @@ def register(app: typer.Typer) -> None:
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
             overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, lr_decay=lr_decay,
-            balance_classes=balance_classes, command=command_line(),
+            balance_classes=balance_classes, ema=ema, command=command_line(),
         ), log=typer.echo)
 
 
