@@ -148,6 +148,10 @@ class Prepared:
     clipped: int
     """Samples outside [-1, 1] in the used audio, clipped."""
 
+    def close(self) -> None:
+        if isinstance(self.audio, SpooledAudio):
+            self.audio.close()  # the spool file was unlinked when made: closing frees it
+
 
 def silent(audio, rate: int) -> bool:
     """True when fewer than :data:`ACTIVE_FRACTION` of the 100 ms windows are above :data:`SILENCE_DBFS`.
@@ -226,9 +230,14 @@ def spool_item(item: Item, recipe: Recipe, min_samples: int, folder: Path) -> Pr
     return Prepared(spool, 0)
 
 
-def prepare(audio: np.ndarray, rate: int, recipe: Recipe, min_samples: int, max_samples: int | None = None) -> np.ndarray:
-    """:func:`check_and_convert`'s audio (for callers that do not record the clipping)."""
-    return check_and_convert(audio, rate, recipe, min_samples, max_samples).audio
+def prepare_item(item: Item, recipe: Recipe, pipeline, folder: Path | None = None) -> Prepared:
+    """One item decoded, checked and converted as a build does: spooled to disk (in ``folder``) when it
+    streams (:func:`streams`), else in memory; or SkipItem. The caller closes it."""
+    if streams(item, recipe, pipeline):
+        return spool_item(item, recipe, pipeline.min_samples, folder)
+    max_samples = pipeline.max_samples
+    audio, rate = item.load(None if max_samples is None else max_samples / recipe.source.rate + DECODE_MARGIN_S)
+    return check_and_convert(audio, rate, recipe, pipeline.min_samples, max_samples)
 
 
 _PIPELINES: dict[str, Any] = {}
@@ -254,8 +263,6 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
     recipe = spec.recipe
     pipeline = _pipeline_for(recipe)
     pipeline.counters = {}
-    max_samples = pipeline.max_samples
-    seconds = None if max_samples is None else max_samples / recipe.source.rate + DECODE_MARGIN_S
     out_dir = spec.shard_dir
     tmp = out_dir / f".{task.name}.{os.getpid()}.tmp"
     json_tmp = out_dir / f".{task.name}.{os.getpid()}.json.tmp"
@@ -269,11 +276,7 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
         for item in task.items:
             prepared = None
             try:
-                if streams(item, recipe, pipeline):
-                    prepared = spool_item(item, recipe, pipeline.min_samples, out_dir)
-                else:
-                    audio, rate = item.load(seconds)
-                    prepared = check_and_convert(audio, rate, recipe, pipeline.min_samples, max_samples)
+                prepared = prepare_item(item, recipe, pipeline, out_dir)
                 item_labels: dict[str, int] = {}
                 for sample in pipeline.process(item, prepared.audio, recipe.source.rate, spec.seed):
                     sample.meta.setdefault("split", item.split)
@@ -300,8 +303,8 @@ def build_shard(task: ShardTask, on_item: Callable[[], None] | None = None) -> d
                 if prepared.clipped:
                     clipped.append({"id": item.id, "split": item.split, "samples": prepared.clipped})
             finally:
-                if prepared is not None and isinstance(prepared.audio, SpooledAudio):
-                    prepared.audio.close()  # the spool file was unlinked when made: closing frees it
+                if prepared is not None:
+                    prepared.close()
             if on_item:
                 on_item()
         writer.close()

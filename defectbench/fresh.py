@@ -116,15 +116,17 @@ class FreshDefects(IterableDataset):
 
     def item_rows(self, item, epoch: int) -> Iterator[tuple[str, np.ndarray, np.ndarray, int]]:
         """``(id, audio, target, label)`` of one source item in epoch ``epoch``; SkipItem where the engine skips."""
-        from .engine import DECODE_MARGIN_S, prepare
+        from .engine import prepare_item
 
         pipeline = self._pipeline()
-        rate_out, max_samples = self.recipe.source.rate, pipeline.max_samples
-        # decoded and converted exactly as the engine does for a build (only the audio the recipe uses)
-        audio, rate = item.load(None if max_samples is None else max_samples / rate_out + DECODE_MARGIN_S)
-        audio = prepare(audio, rate, self.recipe, pipeline.min_samples, max_samples)
-        for sample in pipeline.process(item, audio, self.recipe.source.rate, epoch_seed(self.seed, epoch)):
-            yield sample.id, as_float32(sample.audio), np.asarray(sample.target, dtype=np.float32), int(sample.label)
+        # decoded and converted exactly as the engine does for a build (only the audio the recipe uses;
+        # a long video spooled to a temporary file)
+        prepared = prepare_item(item, self.recipe, pipeline)
+        try:
+            for sample in pipeline.process(item, prepared.audio, self.recipe.source.rate, epoch_seed(self.seed, epoch)):
+                yield sample.id, as_float32(sample.audio), np.asarray(sample.target, dtype=np.float32), int(sample.label)
+        finally:
+            prepared.close()
 
     def _pipeline(self):
         if getattr(self, "_pipe", None) is None:

@@ -122,3 +122,17 @@ def test_cutting_a_copy_as_it_is_made_gives_the_chunks_of_the_whole_copy():
         assert len(got) > 10 and got == expected
         if defect.kind == "click_reductive":
             assert len(junctions) > 3 and shifts[-1] > 0
+
+
+def test_fresh_training_rows_of_a_video_come_from_its_spool(tmp_path):
+    from defectbench.fresh import FreshDefects, epoch_seed
+
+    make_video(tmp_path / "v.mp4", 5.2, 48000, 2, codec="aac", seed=6)
+    data = FreshDefects("video-artifacts", f"video:{tmp_path}", split="train", seed=2)
+    item = data.items[0]
+    assert streams(item, data.recipe, data._pipeline())
+    got = [(i, a.tobytes(), t.tobytes(), lab) for i, a, t, lab in data.item_rows(item, 1)]
+    x = decode_audio(tmp_path / "v.mp4").astype(np.float32) / 32768
+    want = [(s.id, (s.audio.astype(np.float32) / 32768).tobytes(), np.asarray(s.target, np.float32).tobytes(), int(s.label))
+            for s in data.recipe.make_pipeline().process(item, x, RATE, epoch_seed(2, 1))]
+    assert len(got) > 10 and got == want
