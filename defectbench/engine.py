@@ -206,7 +206,7 @@ def streams(item: Item, recipe: Recipe, pipeline) -> bool:
     """Whether ``item`` is spooled to disk block by block instead of decoded whole: its source streams
     it in the recipe's rate and channel count and the pipeline reads a spool (and uses all of the item)."""
     st = item.stream
-    return (st is not None and getattr(pipeline, "streams", False) and pipeline.max_samples is None
+    return (st is not None and pipeline.streams and pipeline.max_samples is None
             and st.rate == recipe.source.rate and st.channels == recipe.source.channels)
 
 

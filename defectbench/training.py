@@ -28,7 +28,6 @@ autocast) lives in :mod:`defectbench.neural`; scoring imports that module, never
 from __future__ import annotations
 
 import contextlib
-
 import json
 import math
 import time
@@ -370,15 +369,17 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         with (ema.swapped_in() if ema is not None else contextlib.nullcontext()):
             # with --ema the average is what is evaluated and kept as model.pt
             val = evaluate(det, val_loader, task, classes, ctx)  # the same values on every rank
-            best_state = {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()}
+            value = val[recipe.metric]
+            improved = best["value"] is None or value > best["value"]
+            if improved and ctx.is_main:
+                best_state = {k: v.detach().cpu().clone() for k, v in det.model.state_dict().items()}
         model.train()
-        value = val[recipe.metric]
         curve.append({"step": step, "epoch": epoch, "seconds": round(time.perf_counter() - t_start, 1),
                       "train_loss": loss, "lr": optim.param_groups[0]["lr"],
                       **{f"val_{k}": v for k, v in val.items()}})
         if sched is not None:
             sched.step(value)
-        if best["value"] is None or value > best["value"]:
+        if improved:
             best.update(value=value, step=step, epoch=epoch)
             stale = 0
             if ctx.is_main:

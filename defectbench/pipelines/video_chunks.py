@@ -199,18 +199,15 @@ class VideoChunks(Pipeline):
         # the clean audio at the cumulative shift in effect at the chunk's start (SPEC 1.4)
         changed = d != x[:, s + k0 : s + k0 + self.chunk]
         lo, hi = s + k0, s + k1 + self.chunk  # the chunk's span in clean coordinates
-        starts = np.asarray([iv.start for iv, _ in copy.intervals], dtype=np.int64)
-        ends = np.asarray([iv.end for iv, _ in copy.intervals], dtype=np.int64)
-        overlap = np.flatnonzero((starts < hi) & (ends > lo))
+        ivs = copy.overlapping(lo, hi)
         for ch in range(d.shape[0]):
             n_changed = int(changed[ch].sum())
             if not n_changed:
-                if overlap.size:
+                if ivs:
                     self.count(f"{defect.kind}_chunks_unchanged")
                 continue
             self.count(f"chunks_{defect.label}")
             target = frames_from_mask(mask[ch], self.frames)
-            ivs = [copy.intervals[i] for i in overlap]
             yield self._sample(item, defect.kind, defect.label, ch, c, s, k0, d[ch].copy(), target, n_changed, ivs, src)
 
     # -- rows ----------------------------------------------------------------------------------
@@ -269,10 +266,16 @@ class _Copy:
         self.junctions: list[int] = []
         self.shifts: list[int] = []
         self.intervals: list[tuple[Any, dict[str, Any]]] = []
+        self._starts: list[int] = []  # of the defective intervals so far, in order (they tile the audio,
+        self._ends: list[int] = []  # so both increase)
 
     def shift_at(self, i: int) -> int:
         k = bisect.bisect_right(self.junctions, i) - 1
         return self.shifts[k] if k >= 0 else 0
+
+    def overlapping(self, lo: int, hi: int) -> list[tuple[Any, dict[str, Any]]]:
+        """The defective intervals (with their parameters) that overlap ``[lo, hi)`` in clean coordinates."""
+        return self.intervals[bisect.bisect_right(self._ends, lo) : bisect.bisect_left(self._starts, hi)]
 
     def pieces(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         defect, kind, count = self.defect, self.defect.kind, self.pipeline.count
@@ -297,6 +300,8 @@ class _Copy:
                     self.shifts.append(shift + removed_here)
                 shift += removed_here
                 self.intervals.append((iv, params))
+                self._starts.append(iv.start)
+                self._ends.append(iv.end)
             else:
                 seg_out, seg_mask = seg, np.zeros(seg.shape, dtype=bool)
             out_pos += seg_out.shape[1]
