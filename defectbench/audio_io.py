@@ -8,7 +8,10 @@ raises :class:`~defectbench.core.SkipItem` with a reason a person understands.
 from __future__ import annotations
 
 import io
+import os
 import struct
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,38 @@ import soundfile as sf
 import soxr
 
 from .core import SkipItem
+
+
+class CaptureFd2:
+    """Redirect file descriptor 2 into a temporary file while decoding; count the lines written.
+
+    libsndfile's MP3 decoder (mpg123) reports damaged frames (and a file that is not MP3 at all) with
+    fprintf(stderr, ...) from C, below Python's ``sys.stderr``, so only a dup2 of the descriptor catches
+    it: the glitch recipe counts those lines, and every other decode keeps them off the user's terminal
+    (a command's error is one line). Process-wide: one decode at a time per process.
+    """
+
+    def __enter__(self) -> "CaptureFd2":
+        sys.stderr.flush()
+        self._tmp = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._tmp.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            sys.stderr.flush()
+        finally:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        self._tmp.seek(0)
+        self.text = self._tmp.read().decode("utf-8", "replace")
+        self._tmp.close()
+
+    @property
+    def lines(self) -> int:
+        return len(self.text.splitlines())
 
 
 def decode(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
@@ -31,7 +66,7 @@ def decode(path: str | Path, max_seconds: float | None = None) -> tuple[np.ndarr
     if size == 0:
         raise SkipItem("empty file (0 bytes)")
     try:
-        with sf.SoundFile(str(path)) as f:
+        with CaptureFd2(), sf.SoundFile(str(path)) as f:
             rate = f.samplerate
             frames = -1 if max_seconds is None else int(np.ceil(max_seconds * rate))
             data = f.read(frames=frames, dtype="float32", always_2d=True)

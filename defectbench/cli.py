@@ -151,9 +151,12 @@ def examples_cmd(
     split: str = typer.Option("test", help="Split to take them from."),
 ) -> None:
     """Draw example spectrograms per label with their framewise targets (a PNG)."""
+    from .owned_files import check_replaceable
     from .plots import example_spectrograms
 
-    path = example_spectrograms(dataset, out or Path(dataset) / "examples.png", per_label, split)
+    out = out or Path(dataset) / "examples.png"
+    check_replaceable(out, " (--out)")  # before reading the dataset
+    path = example_spectrograms(dataset, out, per_label, split)
     console.print(f"wrote {path}")
 
 

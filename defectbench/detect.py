@@ -18,8 +18,11 @@
   way); each chunk's arg-max class, where not ``no_defect`` and its probability >= threshold (default
   0), is an event of that second (label = class name, score = probability; both channels' findings of
   one label in one second are one event, the higher probability kept).
-- Unreadable files are skipped with their reason (listed at the end); an error of the model itself is
-  an internal error and stops the run.
+- Unreadable files are skipped with their reason (listed at the end, and in the ``.json`` output); where
+  no file could be read, nothing is written and the command fails with the first reason (exit 2). An
+  error of the model itself is an internal error and stops the run.
+- The events file and the timelines replace only files defectbench wrote (:mod:`defectbench.owned_files`),
+  checked before any scanning.
 """
 
 from __future__ import annotations
@@ -65,8 +68,11 @@ def probe_seconds(path: Path) -> float:
     """Duration from the header (for the progress bar's total); 0 when unknown."""
     import soundfile as sf
 
+    from .audio_io import CaptureFd2
+
     try:
-        return float(sf.info(str(path)).duration)
+        with CaptureFd2():  # libsndfile's mpg123 writes its complaints to fd 2
+            return float(sf.info(str(path)).duration)
     except Exception:
         pass
     try:
@@ -108,24 +114,34 @@ def stream_music(path: Path, rate: int, channels: int, block: int = BLOCK) -> It
                 raise SkipItem("non-finite samples (NaN or infinity)")
             yield np.clip(convert_channels(y, channels), -1.0, 1.0)
 
+    from .audio_io import CaptureFd2
+
     try:
-        f = sf.SoundFile(str(path))
+        with CaptureFd2():  # mpg123's notes on a damaged or foreign file stay off the terminal
+            f = sf.SoundFile(str(path))
     except Exception as sf_exc:
         yield from shaped(_pyav_music(path, resampled, sf_exc))
         return
     with f:
         if f.channels > 8:
             raise SkipItem(f"odd channel count ({f.channels} channels, at most 8)")
-        blocks = _guard(f.blocks(blocksize=block, dtype="float32", always_2d=True), "soundfile")
+        blocks = _guard(f.blocks(blocksize=block, dtype="float32", always_2d=True), "soundfile", quiet=True)
         yield from shaped(resampled(blocks, f.samplerate, f.channels))
 
 
-def _guard(blocks: Iterable[np.ndarray], decoder: str) -> Iterator[np.ndarray]:
-    """A decoder's blocks, its errors (a damaged file mid-way) turned into SkipItem."""
+def _guard(blocks: Iterable[np.ndarray], decoder: str, quiet: bool = False) -> Iterator[np.ndarray]:
+    """A decoder's blocks, its errors (a damaged file mid-way) turned into SkipItem; ``quiet``: each block
+    decoded with fd 2 captured (libsndfile)."""
+    from .audio_io import CaptureFd2
+
     it = iter(blocks)
     while True:
         try:
-            b = next(it)
+            if quiet:
+                with CaptureFd2():
+                    b = next(it)
+            else:
+                b = next(it)
         except StopIteration:
             return
         except Exception as exc:
@@ -447,22 +463,24 @@ def write_events(out: Path, events: list[Event], meta: dict[str, Any], skipped: 
     """``.csv`` (file,start,end,label,score), ``.tsv`` (DCASE: filename onset offset event_label), ``.json``."""
     import csv
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    if out.suffix == ".json":
-        tmp.write_text(json.dumps({**meta, "events": [e.__dict__ for e in events],
-                                   "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=1))
-    else:
+    from .owned_files import EVENT_HEADERS, replace_atomically, written_by
+
+    def write(tmp: Path) -> None:
+        if out.suffix == ".json":
+            tmp.write_text(json.dumps({"written_by": written_by(), **meta, "events": [e.__dict__ for e in events],
+                                       "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=1))
+            return
         with open(tmp, "w", newline="") as f:
             if out.suffix == ".csv":
                 w = csv.writer(f)
-                w.writerow(["file", "start", "end", "label", "score"])
+                w.writerow(EVENT_HEADERS[0].split(","))
                 w.writerows([e.file, f"{e.start:.4f}", f"{e.end:.4f}", e.label, f"{e.score:.4f}"] for e in events)
             else:
                 w = csv.writer(f, delimiter="\t", lineterminator="\n")
-                w.writerow(["filename", "onset", "offset", "event_label"])
+                w.writerow(EVENT_HEADERS[1].split("\t"))
                 w.writerows([e.file, f"{e.start:.4f}", f"{e.end:.4f}", e.label] for e in events)
-    tmp.replace(out)
+
+    replace_atomically(out, write, " (--out)")
 
 
 def check_out(out: Path) -> None:
@@ -494,6 +512,12 @@ def detect(paths: Iterable[str | Path], out: str | Path, *, model: str = "hookne
     files = expand(paths)
     if not files:
         raise DefectbenchError("no files to scan")
+    from .owned_files import check_replaceable
+
+    # before any scanning: the events file and every timeline may replace only what defectbench wrote
+    check_replaceable(out, " (--out)")
+    if plot_dir is not None:
+        check_replaceable([plot_path(Path(plot_dir), f) for f in files], " (--plot)")
     scanner = Scanner(model, task, checkpoint, threshold, device)
     totals = [probe_seconds(f) for f in files]
     results: list[FileResult] = []
@@ -520,8 +544,12 @@ def detect(paths: Iterable[str | Path], out: str | Path, *, model: str = "hookne
             if plot_dir is not None:
                 from .plots import detection_timeline
 
-                detection_timeline(r, Path(plot_dir) / (_safe_name(f) + ".png"), scanner.threshold)
+                detection_timeline(r, plot_path(Path(plot_dir), f), scanner.threshold)
     seconds = time.perf_counter() - t0
+    if not results:  # an events file would read as "no defects found" in audio nobody scanned
+        f, reason = skipped[0]
+        more = f" (and {len(skipped) - 1} more file(s) unreadable)" if len(skipped) > 1 else ""
+        raise DefectbenchError(f"nothing scanned, {out} not written: {f}: {reason}{more}")
     audio = sum(r.seconds for r in results)
     meta = {**scanner.describe(), "files": len(files), "scanned": len(results), "audio_seconds": round(audio, 3),
             "wall_seconds": round(seconds, 3)}
@@ -534,6 +562,11 @@ def detect(paths: Iterable[str | Path], out: str | Path, *, model: str = "hookne
         for f, reason in skipped:
             log(f"  - {f}: {reason}")
     return report
+
+
+def plot_path(plot_dir: Path, path: Path) -> Path:
+    """The timeline PNG of one scanned file."""
+    return plot_dir / (_safe_name(path) + ".png")
 
 
 def _safe_name(path: Path) -> str:

@@ -16,9 +16,6 @@ The pieces the ``fma-mp3-glitch`` recipe needs, each small:
 from __future__ import annotations
 
 import io
-import os
-import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +23,7 @@ import lameenc
 import numpy as np
 import soundfile as sf
 
+from .audio_io import CaptureFd2
 from .core import DefectbenchError
 
 SAMPLES_PER_FRAME = 1152
@@ -201,44 +199,13 @@ def corrupt(data: bytes, frames: list[Frame], corruptions: list[Corruption]) -> 
     return bytes(out)
 
 
-class _CaptureFd2:
-    """Redirect file descriptor 2 into a temporary file while decoding; count the lines written.
-
-    libsndfile's MP3 decoder (mpg123) reports damaged frames with fprintf(stderr, ...) from C, below
-    Python's ``sys.stderr``, so only a dup2 of the descriptor catches it. Process-wide: the build runs
-    one decode at a time per worker process.
-    """
-
-    def __enter__(self) -> "_CaptureFd2":
-        sys.stderr.flush()
-        self._tmp = tempfile.TemporaryFile()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
-        self.text = ""
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            sys.stderr.flush()
-        finally:
-            os.dup2(self._saved, 2)
-            os.close(self._saved)
-        self._tmp.seek(0)
-        self.text = self._tmp.read().decode("utf-8", "replace")
-        self._tmp.close()
-
-    @property
-    def lines(self) -> int:
-        return len(self.text.splitlines())
-
-
 def decode(data: bytes) -> tuple[np.ndarray, int, int]:
     """Decode MP3 bytes to mono float32 with libsndfile (mpg123); returns (samples, rate, stderr lines).
 
     Measured (SPEC 1.3): with frame headers intact libsndfile decodes every frame, never raising,
     ``len(frames) * 1152`` samples; damaged frames may produce values far outside [-1, 1].
     """
-    with _CaptureFd2() as cap:
+    with CaptureFd2() as cap:
         y, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return y[:, 0] if y.shape[1] == 1 else y.mean(axis=1), rate, cap.lines
 

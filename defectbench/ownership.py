@@ -1,7 +1,7 @@
 """Which folders defectbench made, and the only way it removes one (issue 13).
 
 Every folder a command creates (a dataset folder, ``OUT.partial``, ``OUT.parts`` and each part in it,
-a publish staging folder) holds a small marker file, :data:`MARKER` (JSON: ``kind``, the build ``key``
+a publish staging folder, the leaderboard's Hub export, a training run's folder) holds a small marker file, :data:`MARKER` (JSON: ``kind``, the build ``key``
 where there is one, the version). :func:`remove_owned` is the one place that deletes a folder: it
 refuses, with one line, anything that
 
@@ -11,6 +11,9 @@ refuses, with one line, anything that
 - is ``/``, the home folder, the current folder, the repository, or a parent of any of them,
 - is, or holds, a path the command reads (the source folder, its metadata, the recipe file, the
   dataset being published).
+
+A training run never removes its folder; :func:`claim_training_folder` refuses one that holds anything a
+run did not write. Single files are guarded by :mod:`defectbench.owned_files`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from . import __version__
 from .core import DefectbenchError
 
 MARKER = ".defectbench"
-KINDS = ("dataset", "partial", "parts", "part", "staging")
+KINDS = ("dataset", "partial", "parts", "part", "staging", "board-export", "training")
 REPO = Path(__file__).resolve().parent.parent
 
 # The files a build (and `defectbench examples`) writes into a dataset folder, for folders made before
@@ -64,6 +67,22 @@ def _only(folder: Path, allowed: set[str], shard_dirs: dict[str, tuple[str, ...]
     return True
 
 
+def _legacy_export(folder: Path) -> bool:
+    """The leaderboard's Hub export before it carried a marker: only ``<task>/<name>/model-index.yaml`` and
+    ``<task>/<name>/.eval_results/<task>.yaml``, no symlink anywhere."""
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if path.is_symlink():
+            return False
+        if path.is_dir():
+            if len(parts) > 3 or (len(parts) == 3 and parts[2] != ".eval_results"):
+                return False
+        elif not (len(parts) == 3 and parts[2] == "model-index.yaml"
+                  or len(parts) == 4 and parts[2] == ".eval_results" and parts[3] == f"{parts[0]}.yaml"):
+            return False
+    return True
+
+
 def legacy_kind(folder: Path) -> str | None:
     """``dataset`` or ``partial`` for an unmarked folder an older defectbench wrote, else None.
 
@@ -81,6 +100,8 @@ def legacy_kind(folder: Path) -> str | None:
         if (folder / "build-key").is_file() and _only(folder, _LEGACY_PARTIAL,
                                                       {"shards": (".parquet", ".json", ".tmp"), "data": (".parquet",)}):
             return "partial"
+        if folder.name == "export" and _legacy_export(folder):
+            return "board-export"
     except (OSError, ValueError):
         return None
     return None
@@ -131,3 +152,37 @@ def remove_owned(folder: Path, kinds: tuple[str, ...], reads: Iterable[Path] = (
         return
     check_removable(folder, kinds, reads, why)
     shutil.rmtree(folder)
+
+
+TRAINING_FILES = ("model.pt", "last.pt", "config.json", "curve.png")
+
+
+def claim_training_folder(out: Path) -> None:
+    """Make ``out`` a training run's folder, or refuse with one line before any work.
+
+    Accepted: a path that does not exist (created), an empty folder, a folder marked ``training``, or one
+    an older defectbench trained into (nothing but :data:`TRAINING_FILES` and their ``.partial``
+    leftovers, with ``model.pt`` or ``last.pt`` a defectbench checkpoint); each is marked. Anything
+    else (a user's folder, a dataset, a file) is refused: a run replaces ``model.pt``, ``last.pt``,
+    ``config.json`` and ``curve.png`` in it, so they must be the runs' own."""
+    from .owned_files import is_ours
+
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DefectbenchError(f"--out {out}: not a folder (or a symlink); name a new or empty folder for the run")
+    if out.is_dir():
+        kind = kind_of(out)
+        entries = [p for p in out.iterdir() if p.name != MARKER]
+        if kind not in (None, "training"):
+            raise DefectbenchError(f"--out {out} is a defectbench {kind} folder; name a new or empty folder for the run")
+        if kind is None and entries:
+            allowed = set(TRAINING_FILES) | {f"{n}.partial" for n in TRAINING_FILES}
+            foreign = sorted(p.name for p in entries if p.name not in allowed or p.is_symlink() or not p.is_file())
+            ours = any(is_ours(out / n) for n in ("model.pt", "last.pt"))
+            if foreign or not ours:
+                what = f"holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}" if foreign \
+                    else "holds no defectbench checkpoint"
+                raise DefectbenchError(f"--out {out} {what}, which defectbench did not write; "
+                                       "name a new or empty folder for the run")
+    out.mkdir(parents=True, exist_ok=True)
+    if read_marker(out) is None:
+        mark(out, "training")

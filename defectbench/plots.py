@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the backend
 import numpy as np  # noqa: E402
 
 from . import metrics as M  # noqa: E402
+from .owned_files import save_figure  # noqa: E402
 
 
 def precision_recall(
@@ -32,7 +33,7 @@ def precision_recall(
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01), title=f"{title}\nAP {ap:.2f} %")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -51,7 +52,7 @@ def confusion(path: Path, normalized: Sequence[Sequence[float | None]], label_na
     ax.set_yticks(range(k), label_names)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
     return path
 
@@ -115,7 +116,7 @@ def example_spectrograms(dataset: str | Path, path: Path, per_label: int = 3, sp
             target_ax.tick_params(labelsize=7)
             target_ax.set_xlabel("seconds; target (red: 1)", fontsize=7)
     fig.suptitle(f"{read_manifest(dataset)['recipe']['name']}: {split} examples per label", fontsize=10)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path
 
@@ -158,6 +159,6 @@ def detection_timeline(result, path: Path, threshold: float | None, max_points: 
     axes[-1].set(xlabel="time (s)", xlim=(0, max(result.seconds, fs)))
     axes[0].set_title(f"{Path(result.path).name}: {len(result.events)} event(s)", fontsize="medium")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return path

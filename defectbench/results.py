@@ -220,8 +220,9 @@ class Result(Strict):
         return self
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.model_dump_json(indent=2) + "\n")
+        from .owned_files import write_text
+
+        write_text(path, self.model_dump_json(indent=2) + "\n")
 
 
 def load(path: str | Path) -> Result:
@@ -248,9 +249,10 @@ def write_predictions(path: Path, ids: list[str], item_ids: list[str], scores: n
                "scores": _fixed(scores)}
     if grid_scores is not None:
         columns["grid_scores"] = _fixed(grid_scores)
-    table = pa.table(columns)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd")
+    from .owned_files import SIGNATURE, replace_atomically, written_by
+
+    table = pa.table(columns).replace_schema_metadata({SIGNATURE: written_by()})  # what owned_files recognises
+    replace_atomically(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     return file_sha256(path)
 
 

@@ -311,6 +311,10 @@ def run(
     console = console or Console()
     out = Path(out) if out else default_out(dataset, detector.name)
     stem = out.with_suffix("")
+    if ctx.is_main:  # before any scoring: the result, its predictions and figures may replace only their own kind
+        from .owned_files import check_replaceable
+
+        check_replaceable([out, *(stem.with_name(stem.name + s) for s in SIDECARS)], " (run --out)")
     if split == "validation" and task == "framewise" and ctx.is_main:
         console.print("[yellow]scoring the validation split: the threshold is chosen on the same rows[/]")
 
@@ -390,6 +394,10 @@ def run(
     print_result(result, console, out)
     D.finish(ctx)
     return result
+
+
+SIDECARS = (".predictions.parquet", ".validation.predictions.parquet", ".pr.png", ".confusion.png")
+"""What ``run`` writes beside its result file (``STEM`` + each)."""
 
 
 def _is_neural(cls: type) -> bool:

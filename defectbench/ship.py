@@ -10,7 +10,10 @@ them) this writes into the registry (``models/weights/``, :mod:`defectbench.weig
   fresh-training overrides), seed, the exact training command, training time and machine, the
   validation threshold (framewise: the score that maximises validation F1; CNN6: arg-max) and the test
   figures with 95 % intervals, measured here by scoring the dataset's test split with the runner.
-- ``<model>-<recipe>.png``: the training curve.
+- ``<model>-<recipe>.png``: the training curve, drawn from the run's recorded curve.
+
+Each of the three replaces only a file defectbench wrote (:mod:`defectbench.owned_files`), checked
+before the test split is scored.
 
 The dataset scored is the one the model was validated on (its fingerprint is checked), normally the
 benchmark build (``datasets/bench-fma-clicks``).
@@ -19,7 +22,6 @@ benchmark build (``datasets/bench-fma-clicks``).
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -28,6 +30,7 @@ import torch
 
 from .core import DefectbenchError
 from .neural import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
+from .owned_files import check_replaceable, write_text
 from .weights import MAX_BYTES, Shipped, file_name, sha256_file, weights_dir
 
 KEPT = ("format", "model", "config_name", "config", "state_dict", "dataset", "training_data", "dataset_fingerprint",
@@ -63,6 +66,10 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
                                f"{ckpt['path']} was validated on ({str(ckpt.get('dataset_fingerprint'))[:16]}); "
                                "pass --dataset with that build")
     cls = get(ckpt["model"])
+    out_dir = Path(out_dir) if out_dir else weights_dir()
+    target = out_dir / file_name(cls.name, recipe)
+    shipped = Shipped(cls.name, recipe, target)
+    check_replaceable([target, shipped.card, shipped.curve], " (ship --out)")  # before scoring the test split
     detector = cls.from_checkpoint(ckpt["path"], device="cpu")
     with tempfile.TemporaryDirectory(prefix="defectbench-ship-") as tmp:
         result = run(detector, dataset, split="test", out=Path(tmp) / f"{cls.name}.json", workers=workers,
@@ -70,9 +77,7 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     framewise = result.task == "framewise"
     threshold = result.threshold.value if framewise else None
 
-    out_dir = Path(out_dir) if out_dir else weights_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / file_name(cls.name, recipe)
     test = _test_figures(result)
     payload = {k: ckpt[k] for k in KEPT if k in ckpt}
     if command and not (payload.get("train") or {}).get("command"):
@@ -100,16 +105,11 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     check = torch.load(target, map_location="cpu", weights_only=True)  # what every user will do
     assert check["state_dict"].keys() == ckpt["state_dict"].keys()
 
-    shipped = Shipped(cls.name, recipe, target)
-    curve_png = source / "curve.png" if source.is_dir() else source.with_name("curve.png")
-    if curve_png.is_file():
-        shutil.copyfile(curve_png, shipped.curve)
-    else:
-        from .training import plot_curve
+    from .training import plot_curve
 
-        whole = ckpt.get("curve") if "selected" in ckpt else _last_curve(source)  # a last.pt source is the whole run
-        plot_curve(summary.get("curve") or whole or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
-    shipped.card.write_text(model_card(payload, summary, result, sha256_file(target), size, dataset))
+    whole = ckpt.get("curve") if "selected" in ckpt else _last_curve(source)  # a last.pt source is the whole run
+    plot_curve(summary.get("curve") or whole or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
+    write_text(shipped.card, model_card(payload, summary, result, sha256_file(target), size, dataset))
     log(f"shipped {target} ({size / 2**20:.2f} MB), {shipped.card.name}, {shipped.curve.name}")
     return shipped
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ from . import metrics as M
 from .audio_io import read_wav_float
 from .core import DefectbenchError, buffer_shuffle
 from .dataset import data_files, read_manifest
+from .owned_files import write_text, written_by
+from .ownership import claim_training_folder
 from .neural import (CHECKPOINT_FORMAT, TorchDetector, TrainingRecipe, autocast, load_checkpoint,  # noqa: F401
                      resolve_device, save_checkpoint, weighted_rms_loss)
 
@@ -252,6 +255,8 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     if not issubclass(cls, TorchDetector):
         raise DefectbenchError(f"{opts.model!r} is not a trainable (neural) detector")
     manifest = read_manifest(opts.dataset)
+    if os.environ.get("RANK", "0") == "0":  # before any work: the run's folder must be new, empty or a run's own
+        claim_training_folder(Path(opts.out))
     task = manifest.get("task")
     if task not in cls.tasks:
         raise DefectbenchError(f"{opts.model} is a {'/'.join(cls.tasks)} detector; {opts.dataset} is a {task} dataset")
@@ -462,7 +467,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
         log(f"torchrun: replicas {'identical' if len(set(hashes)) == 1 else 'DIFFER'} at the end; "
             f"{left_out} row(s) in all left out of their epoch (row groups do not split evenly over the processes)")
     if ctx.is_main:
-        (out / "config.json").write_text(json.dumps(summary, indent=2))
+        write_text(out / "config.json", json.dumps({"written_by": written_by(), **summary}, indent=2))
         plot_curve(curve, recipe.metric, out / "curve.png")
     log(f"best {recipe.metric} {best['value']:.4f} at step {best['step']} (epoch {best['epoch']}); "
         f"checkpoint {out / 'model.pt'}")
@@ -558,6 +563,8 @@ def plot_curve(curve: list[dict], metric: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .owned_files import save_figure
+
     steps = [c["step"] for c in curve]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(steps, [c["train_loss"] for c in curve], "o-", label="train loss")
@@ -568,5 +575,5 @@ def plot_curve(curve: list[dict], metric: str, path: Path) -> None:
     ax2.set_ylabel(f"validation {metric}")
     fig.legend(loc="upper center", ncol=2, fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -148,7 +148,7 @@ def test_two_process_training(clicks, tmp_path):
 
     assert "best accuracy" in rank_log(logs, 0) and "replicas identical" in rank_log(logs, 0)
     assert "best accuracy" not in rank_log(logs, 1) and "torchrun:" not in rank_log(logs, 1)  # rank 0 logs
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curve.png", "last.pt", "model.pt"]  # rank 0 writes
+    assert sorted(p.name for p in out.iterdir()) == [".defectbench", "config.json", "curve.png", "last.pt", "model.pt"]  # rank 0 writes
 
     # one evaluation, at the end: the checkpoint is the final replica, and the evaluation the two ranks
     # split and gathered is a one-process evaluation of it over every validation row

@@ -5,10 +5,10 @@ The figures exported are the board's recomputed ones, never the declared ones.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
+from ..ownership import mark, remove_owned
 from .ranking import Board, Entry
 from .render import threshold_text
 
@@ -41,8 +41,9 @@ def export_eval_results(board: Board, namespace: str = "defectbench") -> list[Pa
     import yaml
 
     export = board.root / "export"
-    if export.exists():
-        shutil.rmtree(export)
+    remove_owned(export, ("board-export",), why=" (the board's Hub export)")  # the previous render's, if ours
+    export.mkdir(parents=True)
+    mark(export, "board-export")
     written = []
     for e in board.entries:
         short, model_index = eval_results(e, namespace)

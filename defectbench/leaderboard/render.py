@@ -13,6 +13,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from ..owned_files import remove_if_ours, save_figure
 from .ranking import PRIMARY, PRIMARY_LABEL, Board, Entry, rank_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -288,12 +289,17 @@ def breakdown_plot(path: Path, group: dict[str, Any]) -> Path:
     fig.suptitle(f"{group['task']}: {metric} by severity and genre (test split)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
     return path
 
 
+def plot_paths(board: Board) -> list[Path]:
+    """The breakdown plots a render writes."""
+    return [board.root / g["plot"] for g in _groups(board) if g["plot"]]
+
+
 def write_plots(board: Board) -> list[Path]:
-    for old in (board.root / "plots").glob("*.png"):  # the previous render's plots (only PNGs, never a folder)
-        old.unlink()
+    for old in (board.root / "plots").glob("*.png"):  # the previous render's plots: only PNGs defectbench signed
+        remove_if_ours(old)
     return [breakdown_plot(board.root / g["plot"], g) for g in _groups(board) if g["plot"]]
