@@ -17,9 +17,11 @@ one is replaced only where its content shows that defectbench wrote it:
 - Markdown: a model card's first line, or the board's;
 - HTML: the board page's ``generator`` meta tag (or its title, on pages rendered before the tag).
 
-Anything else (a user's file, a symlink, a folder, something unreadable) is refused with one line that
-names the path, and nothing is written. Files an older defectbench wrote before it signed PNGs and
-Parquet files are not recognised: the refusal says to move them away.
+Files an older defectbench wrote before it signed PNGs and Parquet files are recognised through the file
+that names them (:func:`vouch`): the predictions and figures a result file lists, the files of a claimed
+training folder, a model card's curve, the plots the board's README links. Anything else (a user's file,
+a symlink, a folder, something unreadable) is refused with one line that names the path, and nothing is
+written.
 """
 
 from __future__ import annotations
@@ -100,11 +102,23 @@ RECOGNISERS: dict[str, Callable[[Path], bool]] = {
 }
 
 
+_VOUCHED: set[Path] = set()
+
+
+def vouch(paths: Iterable[Path]) -> None:
+    """Count these files as defectbench's for the rest of the process: files an older defectbench wrote
+    (unsigned) that a file recognisably ours names. A symlink or folder at such a path is still refused."""
+    _VOUCHED.update(Path(p).absolute() for p in paths)
+
+
 def is_ours(path: Path) -> bool:
-    """True where ``path`` is a regular file (not a symlink) whose content shows that defectbench wrote it."""
+    """True where ``path`` is a regular file (not a symlink) whose content shows that defectbench wrote it,
+    or one :func:`vouch` named."""
     path = Path(path)
     if path.is_symlink() or not path.is_file():
         return False
+    if path.absolute() in _VOUCHED:
+        return True
     recognise = RECOGNISERS.get(path.suffix.lower())
     if recognise is None:
         return False
@@ -125,8 +139,8 @@ def check_replaceable(paths: Path | Iterable[Path], why: str = "") -> None:
         if path.is_dir():
             raise DefectbenchError(f"refusing to write {path}{why}: it is a folder; name a file")
         if not is_ours(path):
-            raise DefectbenchError(f"refusing to replace {path}{why}: defectbench did not write it; "
-                                   "move it away or name another file")
+            raise DefectbenchError(f"refusing to replace {path}{why}: defectbench did not write it (nothing in it "
+                                   "says so); move it away or name another file")
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None], why: str = "") -> Path:

@@ -186,3 +186,6 @@ def claim_training_folder(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if read_marker(out) is None:
         mark(out, "training")
+    from .owned_files import vouch
+
+    vouch(out / n for n in TRAINING_FILES)  # a run's folder: its files are the runs' own

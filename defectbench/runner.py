@@ -312,8 +312,9 @@ def run(
     out = Path(out) if out else default_out(dataset, detector.name)
     stem = out.with_suffix("")
     if ctx.is_main:  # before any scoring: the result, its predictions and figures may replace only their own kind
-        from .owned_files import check_replaceable
+        from .owned_files import check_replaceable, vouch
 
+        vouch(_files_named_by(out))  # what an older defectbench wrote beside its result file, unsigned
         check_replaceable([out, *(stem.with_name(stem.name + s) for s in SIDECARS)], " (run --out)")
     if split == "validation" and task == "framewise" and ctx.is_main:
         console.print("[yellow]scoring the validation split: the threshold is chosen on the same rows[/]")
@@ -394,6 +395,17 @@ def run(
     print_result(result, console, out)
     D.finish(ctx)
     return result
+
+
+def _files_named_by(result: Path) -> list[Path]:
+    """The predictions and plots a result file of ours lists (plain names beside it); none otherwise."""
+    from .owned_files import is_ours
+
+    if result.suffix != ".json" or not is_ours(result):
+        return []
+    doc = json.loads(result.read_text())
+    names = [(doc.get(k) or {}).get("path") for k in ("predictions", "validation_predictions")] + list(doc.get("plots") or [])
+    return [result.parent / n for n in names if isinstance(n, str) and n and Path(n).name == n]
 
 
 SIDECARS = (".predictions.parquet", ".validation.predictions.parquet", ".pr.png", ".confusion.png")

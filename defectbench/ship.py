@@ -30,7 +30,7 @@ import torch
 
 from .core import DefectbenchError
 from .neural import CHECKPOINT_FORMAT, load_checkpoint, save_checkpoint
-from .owned_files import check_replaceable, write_text
+from .owned_files import check_replaceable, is_ours, vouch, write_text
 from .weights import MAX_BYTES, Shipped, file_name, sha256_file, weights_dir
 
 KEPT = ("format", "model", "config_name", "config", "state_dict", "dataset", "training_data", "dataset_fingerprint",
@@ -69,6 +69,8 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
     out_dir = Path(out_dir) if out_dir else weights_dir()
     target = out_dir / file_name(cls.name, recipe)
     shipped = Shipped(cls.name, recipe, target)
+    if is_ours(shipped.card):
+        vouch([shipped.curve])  # the curve beside a card of ours (unsigned where an older defectbench drew it)
     check_replaceable([target, shipped.card, shipped.curve], " (ship --out)")  # before scoring the test split
     detector = cls.from_checkpoint(ckpt["path"], device="cpu")
     with tempfile.TemporaryDirectory(prefix="defectbench-ship-") as tmp:

@@ -41,6 +41,18 @@ def song(tmp_path_factory) -> Path:
     return path
 
 
+def _unsigned(path: Path) -> Path:
+    """The same picture without its signature: what a defectbench from before the signing wrote."""
+    Image.open(path).convert("RGBA").save(path)
+    assert not _signed(path)
+    return path
+
+
+def _signed(path: Path) -> bool:
+    with Image.open(path) as im:
+        return im.text.get("Software", "").startswith("defectbench")
+
+
 def _user_png(path: Path) -> Path:
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)  # a real PNG, not signed by defectbench
     return path
@@ -96,6 +108,17 @@ def test_run_replaces_only_its_own_result_predictions_and_figures(tmp_path, tiny
     assert plots == ["t.pr.png"]
     for name in ("t.json", "t.predictions.parquet", "t.validation.predictions.parquet", *plots):
         assert is_ours(tmp_path / name), name
+    # an older defectbench's unsigned files: replaced where the result beside them names them, else refused
+    _unsigned(tmp_path / "t.pr.png")
+    pq.write_table(pq.read_table(tmp_path / "t.predictions.parquet").replace_schema_metadata(None),
+                   tmp_path / "t.predictions.parquet")
+    proc = cli("run", "--model", "sigclick", "--dataset", tiny, "--out", "t.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _signed(tmp_path / "t.pr.png") and is_ours(tmp_path / "t.predictions.parquet")
+    doc = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps({**doc, "plots": []}))  # a result that does not name the figure
+    _unsigned(tmp_path / "t.pr.png")
+    one_line_error(cli("run", "--model", "sigclick", "--dataset", tiny, "--out", "t.json", cwd=tmp_path), "t.pr.png")
 
 
 def test_examples_replaces_only_its_own_png(tmp_path, tiny):
@@ -123,11 +146,15 @@ def test_train_refuses_a_folder_holding_a_users_files(tmp_path, tiny, user_files
     assert all(is_ours(tmp_path / "run" / n) for n in ("model.pt", "last.pt", "config.json", "curve.png"))
     legacy = tmp_path / "legacy"  # a folder an older defectbench trained into: no marker, only its files
     legacy.mkdir()
-    for n in ("model.pt", "last.pt"):
+    for n in ("model.pt", "last.pt", "curve.png"):
         shutil.copyfile(tmp_path / "run" / n, legacy / n)
+    _unsigned(legacy / "curve.png")
+    doc = json.loads((tmp_path / "run" / "config.json").read_text())
+    (legacy / "config.json").write_text(json.dumps({k: v for k, v in doc.items() if k != "written_by"}))
     proc = cli(*train, "--out", legacy, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert read_marker(legacy)["kind"] == "training"
+    assert _signed(legacy / "curve.png") and "written_by" in json.loads((legacy / "config.json").read_text())
 
 
 def test_the_board_keeps_a_users_export_folder_and_plots(tmp_path_factory, tmp_path):
@@ -148,6 +175,10 @@ def test_the_board_keeps_a_users_export_folder_and_plots(tmp_path_factory, tmp_p
     assert read_marker(root / "export")["kind"] == "board-export"
     assert mine.read_bytes() == before["plots/my-figure.png"]  # a PNG it did not sign is never removed
     assert all(is_ours(p) for p in L.plot_paths(board)) and is_ours(root / "README.md") and is_ours(root / "index.html")
+    for p in L.plot_paths(board):  # an older render's unsigned plots, linked from its README: replaced
+        _unsigned(p)
+    L.write(board)
+    assert all(_signed(p) for p in L.plot_paths(board))
     (root / "README.md").write_text("# my own notes\n")
     with pytest.raises(DefectbenchError, match="README.md"):
         L.write(board)
