@@ -1,9 +1,9 @@
 """Which folders defectbench made, and the only way it removes one (issue 13).
 
 Every folder a command creates (a dataset folder, ``OUT.partial``, ``OUT.parts`` and each part in it,
-a publish staging folder, the leaderboard's Hub export, a training run's folder) holds a small marker file, :data:`MARKER` (JSON: ``kind``, the build ``key``
-where there is one, the version). :func:`remove_owned` is the one place that deletes a folder: it
-refuses, with one line, anything that
+a publish staging folder, the leaderboard's Hub export, a training run's folder) holds a small marker
+file, :data:`MARKER` (JSON: ``kind``, the build ``key`` where there is one, the version).
+:func:`remove_owned` is the one place that deletes a folder: it refuses, with one line, anything that
 
 - carries no marker of an expected kind (except a dataset folder written before markers existed:
   a valid ``manifest.json`` beside only the files a build writes, see :func:`legacy_kind`),
