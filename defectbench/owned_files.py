@@ -133,6 +133,7 @@ def check_replaceable(paths: Path | Iterable[Path], why: str = "") -> None:
     for path in [paths] if isinstance(paths, (str, os.PathLike)) else paths:
         path = Path(path)
         if not os.path.lexists(path):
+            check_creatable(path, why)
             continue
         if path.is_symlink():
             raise DefectbenchError(f"refusing to replace {path}{why}: it is a symlink (defectbench never writes through one)")
@@ -141,6 +142,17 @@ def check_replaceable(paths: Path | Iterable[Path], why: str = "") -> None:
         if not is_ours(path):
             raise DefectbenchError(f"refusing to replace {path}{why}: defectbench did not write it (nothing in it "
                                    "says so); move it away or name another file")
+
+
+def check_creatable(path: Path, why: str) -> None:
+    """A path to be created: its nearest existing ancestor must be a folder this process may write in."""
+    ancestor = path.absolute().parent
+    while not os.path.lexists(ancestor):
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DefectbenchError(f"cannot write {path}{why}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DefectbenchError(f"cannot write {path}{why}: no permission to write in {ancestor}")
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None], why: str = "") -> Path:

@@ -183,9 +183,12 @@ def claim_training_folder(out: Path) -> None:
                     else "holds no defectbench checkpoint"
                 raise DefectbenchError(f"--out {out} {what}, which defectbench did not write; "
                                        "name a new or empty folder for the run")
+    from .owned_files import check_creatable, vouch
+
+    if not out.exists():
+        check_creatable(out, " (--out)")
     out.mkdir(parents=True, exist_ok=True)
     if read_marker(out) is None:
         mark(out, "training")
-    from .owned_files import vouch
 
     vouch(out / n for n in TRAINING_FILES)  # a run's folder: its files are the runs' own

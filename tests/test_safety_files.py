@@ -206,3 +206,5 @@ def test_recognisers_tell_a_lookalike_from_our_file(tmp_path):
     with pytest.raises(DefectbenchError, match="folder"):
         check_replaceable(tmp_path)
     check_replaceable(tmp_path / "absent.json")  # nothing there: may be written
+    with pytest.raises(DefectbenchError, match="is a file, not a folder"):
+        check_replaceable(tmp_path / "ok.csv" / "sub" / "x.csv")  # a file where a folder would have to go
