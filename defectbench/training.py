@@ -416,10 +416,21 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     last_eval["step"] = step
     model.train()
     first_step, t_run = step, time.perf_counter()
+    def measured_total(steps_per_epoch: float) -> int:
+        """Fresh defects: the row count is an estimate (a piece shorter than ``segments_per_piece`` gives
+        fewer segments), so the total shown (progress, ETA) follows the epochs measured so far; the step
+        budget that ends the run stays ``total``."""
+        t = step + round(steps_per_epoch * (recipe.epochs - epoch - 1))
+        return min(t, total)
+
+    epoch = first_epoch - 1
+    shown = measured_total(step / first_epoch) if opts.source and first_epoch > 0 and step > 0 else total
+    plain.total = shown
     with progress:
-        bar = progress.add_task(f"train {cls.name}", total=total, completed=step, loss="-", val="-", rate="-")
+        bar = progress.add_task(f"train {cls.name}", total=shown, completed=step, loss="-", val="-", rate="-")
         for epoch in range(first_epoch, recipe.epochs):
             train_data.epoch = epoch
+            epoch_start = step
             if opts.lr_decay:  # a pure function of the epoch, so a resumed run follows the same schedule
                 for group in optim.param_groups:
                     group["lr"] = recipe.lr * opts.lr_decay ** epoch
@@ -446,6 +457,9 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                     break
             else:  # the first rank ran out: the others' remaining rows sit this epoch out
                 left_out += len(train_data) - round(D.mean_over_ranks(seen, ctx) * ctx.world_size)
+                if opts.source and step > epoch_start:  # the epoch just measured
+                    plain.total = measured_total(step - epoch_start)
+                    progress.update(bar, total=plain.total)
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
                 stop = checkpoint_eval(step, epoch)  # every epoch (Hook-Net), or once at the end

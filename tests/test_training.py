@@ -1,6 +1,7 @@
 """Training (SPEC 4): data loading, a few steps lower the loss, checkpoints, best-evaluation selection, CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -245,6 +246,24 @@ def test_progress_is_logged_when_not_on_a_terminal(clicks, tmp_path):
     saved = json.loads((tmp_path / "p" / "config.json").read_text())
     assert saved["train"]["command"] == ["defectbench", "train", "x"] and saved["train"]["machine"]["cores"] >= 1
     assert summary["steps"] == 6
+
+
+def test_fresh_training_progress_total_follows_the_measured_epochs(clicks_dataset, tmp_path):
+    """``segments_per_piece`` above what a 20 s synth piece holds: the first row estimate (pieces x 400)
+    overshoots; from the first finished epoch on, the total shown (and so the ETA) is the steps measured."""
+    lines = []
+    summary = train(TrainOptions(model="hooknet", dataset=str(clicks_dataset), out=str(tmp_path / "f"), config="tiny",
+                                 epochs=3, batch_size=16, device="cpu", source="synth:1", log_every=0.0,
+                                 overrides={"defect.probability": 0.5, "segments_per_piece": 400}), log=lambda s: None
+                    if not s.startswith("train hooknet: ") else lines.append(s))
+    steps = summary["steps"]
+    estimate = 3 * (3 * 400 // 16)  # 3 epochs of 3 train pieces x 400 segments, batches of 16
+    assert steps % 3 == 0 and steps < estimate // 2
+    first = re.match(r"train hooknet: \d+/(\d+) steps", lines[0])
+    assert int(first.group(1)) == estimate  # before any epoch finished
+    for k in range(3):
+        (line,) = [s for s in lines if f"[epoch {k} done]" in s]
+        assert line.startswith(f"train hooknet: {steps // 3 * (k + 1)}/{steps} steps"), line
 
 
 def test_scoring_never_imports_the_training_loop():
