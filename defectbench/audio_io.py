@@ -12,6 +12,7 @@ import os
 import struct
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,23 @@ class CaptureFd2:
     libsndfile's MP3 decoder (mpg123) reports damaged frames (and a file that is not MP3 at all) with
     fprintf(stderr, ...) from C, below Python's ``sys.stderr``, so only a dup2 of the descriptor catches
     it: the glitch recipe counts those lines, and every other decode keeps them off the user's terminal
-    (a command's error is one line). Process-wide: one decode at a time per process.
+    (a command's error is one line). The descriptor is the whole process's, so captures are serialised by
+    one re-entrant lock: two threads decoding at once (a multi-threaded Dask worker) wait for each other
+    instead of one restoring the other's temporary file as fd 2; a capture inside a capture nests.
     """
 
+    _lock = threading.RLock()
+
     def __enter__(self) -> "CaptureFd2":
-        sys.stderr.flush()
-        self._tmp = tempfile.TemporaryFile()
-        self._saved = os.dup(2)
-        os.dup2(self._tmp.fileno(), 2)
+        self._lock.acquire()
+        try:
+            sys.stderr.flush()
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = os.dup(2)
+            os.dup2(self._tmp.fileno(), 2)
+        except BaseException:
+            self._lock.release()
+            raise
         self.text = ""
         return self
 
@@ -44,6 +54,7 @@ class CaptureFd2:
         finally:
             os.dup2(self._saved, 2)
             os.close(self._saved)
+            self._lock.release()
         self._tmp.seek(0)
         self.text = self._tmp.read().decode("utf-8", "replace")
         self._tmp.close()

@@ -157,3 +157,47 @@ def test_decoder_stderr_is_captured_and_counted(capfd):
     assert res.stderr_lines > 0  # mpg123 complained about some damaged frames ...
     assert "mpg123" not in out.err and out.err == ""  # ... and nothing reached the terminal
     assert np.abs(res.degraded).max() <= 1.0
+
+
+def test_stderr_captures_in_two_threads_each_get_their_own_lines_and_restore_fd2(capfd):
+    """fd 2 is the process's: a capture that starts in one thread while another thread's capture is open
+    must wait for it, or the second would save the first's temporary file as "the" stderr and put it back
+    at its end (the process's stderr lost), and the lines of each would land in the other's file."""
+    import os
+    import threading
+
+    from defectbench.audio_io import CaptureFd2
+
+    before = os.fstat(2).st_ino
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    texts: dict[str, str] = {}
+
+    def first() -> None:
+        with CaptureFd2() as cap:
+            first_in.set()
+            second_in.wait(timeout=0.5)  # unserialised captures: the second opens inside this one ...
+            os.write(2, b"first\n")
+        first_out.set()  # ... and this one closes first
+        texts["first"] = cap.text
+
+    def second() -> None:
+        first_in.wait()
+        with CaptureFd2() as cap:
+            second_in.set()
+            first_out.wait(timeout=0.5)
+            os.write(2, b"second\n")
+        texts["second"] = cap.text
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert os.fstat(2).st_ino == before
+    assert texts == {"first": "first\n", "second": "second\n"}
+    with CaptureFd2() as outer:  # nested in one thread: the inner text is the inner's only
+        os.write(2, b"outer\n")
+        with CaptureFd2() as inner:
+            os.write(2, b"inner\n")
+    assert inner.text == "inner\n" and outer.text == "outer\n"
+    assert capfd.readouterr().err == ""
