@@ -26,6 +26,7 @@ written.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -161,12 +162,18 @@ def replace_atomically(path: Path, write: Callable[[Path], None], why: str = "")
     path = Path(path)
     check_replaceable(path, why)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for k in itertools.count():  # created exclusively ("x"): the temporary file is never someone else's
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{k}.tmp")
+        try:
+            tmp.open("x").close()
+            break
+        except FileExistsError:
+            continue
     try:
         write(tmp)
         tmp.replace(path)
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # the file made above, where the rename did not happen
     return path
 
 
