@@ -65,6 +65,12 @@ class DistContext:
         return self.rank == 0
 
 
+def main_before_init() -> bool:
+    """What :attr:`DistContext.is_main` will be, read from torchrun's environment before :func:`init`:
+    the only process, or rank 0."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK") == "0"
+
+
 def init(device: str | None = None) -> DistContext:
     """Set up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 

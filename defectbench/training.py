@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -255,7 +254,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     if not issubclass(cls, TorchDetector):
         raise DefectbenchError(f"{opts.model!r} is not a trainable (neural) detector")
     manifest = read_manifest(opts.dataset)
-    if os.environ.get("RANK", "0") == "0":  # before any work: the run's folder must be new, empty or a run's own
+    if D.main_before_init():  # before any work: the run's folder must be new, empty or a run's own
         claim_training_folder(Path(opts.out))
     task = manifest.get("task")
     if task not in cls.tasks:
@@ -330,9 +329,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     if recipe.max_steps is not None:
         total = min(total, recipe.max_steps)
 
-    out = Path(opts.out)
-    if ctx.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(opts.out)  # made (and marked) by claim_training_folder on rank 0
     curve: list[dict] = []
     best: dict[str, Any] = {"metric": recipe.metric, "value": None, "step": None, "epoch": None}
     stale = 0
@@ -406,7 +403,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                         TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
                         TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         disable=not (show and on_terminal))
-    plain = LogProgress(f"train {cls.name}", total, log if show and not on_terminal else (lambda s: None),
+    def shown_total(steps_per_epoch: float, epochs_done: int) -> int:
+        """Fresh defects: the row count is an estimate (a piece shorter than ``segments_per_piece`` gives
+        fewer segments), so the total shown (progress, ETA) follows the epochs measured so far; the step
+        budget that ends the run stays ``total``."""
+        return min(total, step + round(steps_per_epoch * (recipe.epochs - epochs_done)))
+
+    shown = shown_total(step / first_epoch, first_epoch) if opts.source and first_epoch > 0 and step > 0 else total
+    plain = LogProgress(f"train {cls.name}", shown, log if show and not on_terminal else (lambda s: None),
                         completed=step, unit="steps", every=opts.log_every)
     if ctx.enabled:
         log(f"torchrun: {ctx.world_size} processes ({torch.distributed.get_backend()}), global batch "
@@ -416,16 +420,6 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     last_eval["step"] = step
     model.train()
     first_step, t_run = step, time.perf_counter()
-    def measured_total(steps_per_epoch: float) -> int:
-        """Fresh defects: the row count is an estimate (a piece shorter than ``segments_per_piece`` gives
-        fewer segments), so the total shown (progress, ETA) follows the epochs measured so far; the step
-        budget that ends the run stays ``total``."""
-        t = step + round(steps_per_epoch * (recipe.epochs - epoch - 1))
-        return min(t, total)
-
-    epoch = first_epoch - 1
-    shown = measured_total(step / first_epoch) if opts.source and first_epoch > 0 and step > 0 else total
-    plain.total = shown
     with progress:
         bar = progress.add_task(f"train {cls.name}", total=shown, completed=step, loss="-", val="-", rate="-")
         for epoch in range(first_epoch, recipe.epochs):
@@ -458,7 +452,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             else:  # the first rank ran out: the others' remaining rows sit this epoch out
                 left_out += len(train_data) - round(D.mean_over_ranks(seen, ctx) * ctx.world_size)
                 if opts.source and step > epoch_start:  # the epoch just measured
-                    plain.total = measured_total(step - epoch_start)
+                    plain.total = shown_total(step - epoch_start, epoch + 1)
                     progress.update(bar, total=plain.total)
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
