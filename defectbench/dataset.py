@@ -198,7 +198,8 @@ def fingerprint(sample_hashes: Iterable[str]) -> str:
 def check_dataset(path: str | Path) -> Path:
     path = Path(path)
     if not (path / MANIFEST).is_file():
-        if path.with_name(path.name + ".partial").exists():
+        named = path if path.name else path.resolve()  # "." and ".." have no name to put ".partial" after
+        if named.name and named.with_name(named.name + ".partial").exists():
             raise DefectbenchError(f"{path}: the build did not finish (a .partial folder exists); run the build again to resume")
         raise DefectbenchError(f"{path} is not a defectbench dataset (no {MANIFEST}); build one with `defectbench build`")
     return path

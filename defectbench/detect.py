@@ -509,6 +509,8 @@ def detect(paths: Iterable[str | Path], out: str | Path, *, model: str = "hookne
 
     out = Path(out)
     check_out(out)
+    if threshold is not None and not 0.0 <= threshold <= 1.0:  # NaN fails too
+        raise DefectbenchError(f"--threshold {threshold}: a score threshold is between 0 and 1")
     files = expand(paths)
     if not files:
         raise DefectbenchError("no files to scan")

@@ -113,6 +113,37 @@ def load_all() -> dict[str, type[Detector]]:
     return dict(REGISTRY)
 
 
+def option_defaults(cls: type[Detector]) -> dict[str, Any]:
+    """The options a detector's constructors name (``__init__`` keyword parameters over the class's MRO)
+    with (default, annotation text) each (``inspect.Parameter.empty`` where none)."""
+    import inspect
+
+    names: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for p in inspect.signature(init).parameters.values():
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.setdefault(p.name, (p.default, str(p.annotation)))
+    return names
+
+
+def check_options(cls: type[Detector], options: dict[str, Any]) -> None:
+    """``-o KEY=VALUE`` options a detector would otherwise swallow (``**options``) or fail on with a
+    traceback: an unknown key, or a non-number where the default is a number, is one clear error."""
+    from .core import DefectbenchError
+
+    known = option_defaults(cls)
+    for key, value in options.items():
+        if key not in known:
+            raise DefectbenchError(f"{cls.name}: no option {key!r}; its options: {', '.join(sorted(known)) or 'none'}")
+        default, annotation = known[key]
+        numeric = (isinstance(default, (int, float)) and not isinstance(default, bool)) or annotation.split(" ")[0] in ("int", "float")
+        if numeric and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DefectbenchError(f"{cls.name}: option {key}={value!r} is not a number")
+
+
 def get(name: str) -> type[Detector]:
     detectors = load_all()
     if name not in detectors:

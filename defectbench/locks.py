@@ -28,13 +28,13 @@ def output_lock(folder: str | Path, what: str = "build") -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` (see the module docstring); raise DefectbenchError if held."""
     folder = Path(folder)
     path = lock_path(folder)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DefectbenchError(f"cannot create the folder {path.parent} for {folder}: {exc.strerror}") from None
+    made = _make_parents(path.parent, folder)
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # another holder's release removed the (then empty) folder we had both made
+            made += _make_parents(path.parent, folder)
+            continue
         except OSError as exc:
             raise DefectbenchError(f"cannot create the lock file {path} for {folder}: {exc.strerror}") from None
         try:
@@ -64,3 +64,18 @@ def output_lock(folder: str | Path, what: str = "build") -> Iterator[Path]:
             path.unlink(missing_ok=True)
         finally:
             os.close(fd)
+            for made_dir in made:  # a command that failed before writing anything leaves no empty folder behind
+                try:
+                    made_dir.rmdir()  # only when empty: anything in it (the output, another lock) keeps it
+                except OSError:
+                    break
+
+
+def _make_parents(parent: Path, folder: Path) -> list[Path]:
+    """``mkdir -p parent``; returns the folders this call created, deepest first."""
+    missing = [p for p in (parent, *parent.parents) if not p.exists()]
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DefectbenchError(f"cannot create the folder {parent} for {folder}: {exc.strerror}") from None
+    return missing

@@ -39,7 +39,7 @@ from . import distributed as D
 from . import metrics as M
 from . import plots
 from .core import SPLITS, DefectbenchError
-from .detectors import Detector, get
+from .detectors import Detector, check_options, get
 from .results import (
     DatasetInfo,
     FramewiseMetrics,
@@ -291,6 +291,7 @@ def run(
     label_names = list(manifest.get("label_names", []))
     if isinstance(detector, str):
         cls = get(detector)
+        check_options(cls, options or {})
         if checkpoint is None and not untrained and _is_neural(cls):
             from .weights import resolve  # the shipped weights for the dataset's recipe, or one clear error
 

@@ -242,6 +242,27 @@ def evaluate(det: TorchDetector, batches: list[dict] | DataLoader, task: str, cl
     return D.broadcast_from_main(val, ctx)
 
 
+def check_train_options(opts: TrainOptions) -> None:
+    """Numbers that torch or the loop would reject with a traceback, or run on to a meaningless end
+    (``--epochs 0``), are one clear error before the run's folder is made."""
+    rules = [
+        ("--epochs", opts.epochs, lambda v: v >= 1, "at least 1"),
+        ("--max-steps", opts.max_steps, lambda v: v >= 1, "at least 1"),
+        ("--batch-size", opts.batch_size, lambda v: v >= 1, "at least 1"),
+        ("--lr", opts.lr, lambda v: v > 0, "above 0"),
+        ("--eval-every", opts.eval_every, lambda v: v >= 1, "at least 1"),
+        ("--patience", opts.patience, lambda v: v >= 0, "at least 0"),
+        ("--pos-weight", opts.pos_weight, lambda v: v > 0, "above 0"),
+        ("--lr-decay", opts.lr_decay, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("--val-fraction", opts.val_fraction, lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("--ema", opts.ema, lambda v: 0 <= v < 1, "in [0, 1)"),
+        ("--workers", opts.workers, lambda v: v >= 0, "at least 0"),
+    ]
+    for flag, value, ok, want in rules:
+        if value is not None and not ok(value):  # NaN fails every rule
+            raise DefectbenchError(f"{flag} must be {want}, got {value}")
+
+
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     """Train ``opts.model`` on ``opts.dataset`` with its paper's recipe; returns the saved config dict.
 
@@ -253,12 +274,13 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     cls = detectors.get(opts.model)
     if not issubclass(cls, TorchDetector):
         raise DefectbenchError(f"{opts.model!r} is not a trainable (neural) detector")
+    check_train_options(opts)
     manifest = read_manifest(opts.dataset)
-    if D.main_before_init():  # before any work: the run's folder must be new, empty or a run's own
-        claim_training_folder(Path(opts.out))
     task = manifest.get("task")
     if task not in cls.tasks:
         raise DefectbenchError(f"{opts.model} is a {'/'.join(cls.tasks)} detector; {opts.dataset} is a {task} dataset")
+    if D.main_before_init():  # before any work: the run's folder must be new, empty or a run's own
+        claim_training_folder(Path(opts.out))
     classes = len(manifest.get("label_names") or [0, 1])
     recipe = TrainingRecipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,

@@ -243,3 +243,34 @@ def test_a_file_where_the_lock_goes_that_is_not_ours_is_left_alone(small_recipe,
     lock.write_text("my own file")
     one_line_error(cli("build", small_recipe, "--out", tmp_path / "ds", *TINY, cwd=tmp_path), "not a defectbench lock file")
     assert lock.read_text() == "my own file"
+
+
+def test_bad_paths_are_one_line_and_leave_no_folder_behind(tmp_path):
+    """A build whose source does not exist leaves no empty datasets/ folder; "." as a dataset is a plain
+    error (it was a traceback: "." has no name to put ".partial" after); a mistyped leaderboard --root
+    is refused instead of becoming a new, empty board; detect's --threshold is a score in [0, 1]."""
+    one_line_error(cli("build", "fma-clicks", "--source", f"folder:{tmp_path / 'nowhere'}", cwd=tmp_path), "not a folder")
+    one_line_error(cli("build", "fma-clicks", "--source", f"folder:{tmp_path / 'nowhere'}", "--out", "a/b/c", cwd=tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    for dataset in (".", ".."):
+        one_line_error(cli("run", "--model", "hooknet", "--dataset", dataset, cwd=tmp_path), "is not a defectbench dataset")
+    one_line_error(cli("leaderboard", "--root", "boardd", cwd=tmp_path), "no such folder")
+    assert not (tmp_path / "boardd").exists()
+    (tmp_path / "song.wav").write_bytes(b"")
+    for value in ("2", "-0.1", "nan"):
+        one_line_error(cli("detect", "song.wav", "--threshold", value, "--out", "e.csv", cwd=tmp_path), "between 0 and 1")
+    assert not (tmp_path / "e.csv").exists()
+
+
+def test_bad_detector_and_training_options_are_one_line_before_any_folder(built, tmp_path):
+    """`-o` options a detector would swallow (an unknown key) or fail on with a traceback (text for a
+    number), and training numbers torch rejects or that end a run at once, are one clear error; no
+    result and no training folder is written."""
+    for option, needle in (("nope=1", "no option 'nope'"), ("threshold=abc", "is not a number")):
+        one_line_error(cli("run", "--model", "sigclick", "--dataset", built, "-o", option, "--out", "r.json", cwd=tmp_path), needle)
+    one_line_error(cli("run", "--model", "hooknet", "--dataset", built, "-o", "batch_size=many", "--out", "r.json",
+                       cwd=tmp_path), "is not a number")
+    for flag, value in (("--epochs", "0"), ("--lr", "-1"), ("--batch-size", "0"), ("--ema", "1"), ("--lr-decay", "0")):
+        one_line_error(cli("train", "--model", "hooknet", "--dataset", built, flag, value, "--out", "run", cwd=tmp_path), flag)
+    one_line_error(cli("train", "--model", "cnn6", "--dataset", built, "--out", "run", cwd=tmp_path), "framewise dataset")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -49,7 +49,11 @@ def leaderboard_cmd(
     Exit status 1 when any submission is rejected (the board is still written, listing each with its reason).
     """
     from .. import leaderboard as L
+    from ..core import DefectbenchError
 
+    if not root.is_dir():  # a mistyped --root would otherwise become a new, empty board
+        raise DefectbenchError(f"--root {root}: {'not a folder' if root.exists() else 'no such folder'} "
+                               "(the leaderboard folder, made by `defectbench submit`)")
     for dataset in record:
         b = L.record_fingerprint(root, dataset)
         console.print(f"recorded {b.recipe} ({b.describe()}) in {root / L.FINGERPRINTS}", highlight=False)
