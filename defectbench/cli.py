@@ -155,6 +155,8 @@ def examples_cmd(
     from .plots import example_spectrograms
 
     out = out or Path(dataset) / "examples.png"
+    if out.suffix.lower() != ".png":
+        raise DefectbenchError(f"--out {out}: the examples are a PNG; name a .png file")
     check_replaceable(out, " (--out)")  # before reading the dataset
     path = example_spectrograms(dataset, out, per_label, split)
     console.print(f"wrote {path}")

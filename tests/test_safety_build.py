@@ -273,4 +273,6 @@ def test_bad_detector_and_training_options_are_one_line_before_any_folder(built,
     for flag, value in (("--epochs", "0"), ("--lr", "-1"), ("--batch-size", "0"), ("--ema", "1"), ("--lr-decay", "0")):
         one_line_error(cli("train", "--model", "hooknet", "--dataset", built, flag, value, "--out", "run", cwd=tmp_path), flag)
     one_line_error(cli("train", "--model", "cnn6", "--dataset", built, "--out", "run", cwd=tmp_path), "framewise dataset")
+    one_line_error(cli("examples", built, "--out", "pic.txt", cwd=tmp_path), "name a .png file")
+    one_line_error(cli("build", "fma-clicks", "--num-shards", "0", "--shard-index", "0", cwd=tmp_path), "--num-shards must be at least 1")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
