@@ -117,18 +117,32 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
 
 
 def _summary(source: Path) -> dict[str, Any]:
-    """``config.json`` of the training folder (the full curve, steps, seconds), or {} when absent."""
-    path = (source if source.is_dir() else source.parent) / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """``config.json`` of the training folder (the full curve, steps, seconds), or {} when absent or stale.
+
+    Stale: ``last.pt`` has gone past the steps it records. A run that ended (writing config.json), was
+    resumed with more epochs (``--resume``) and stopped before its new end keeps the first end's
+    config.json, whose time and curve describe weights older than the ones shipped."""
+    folder = source if source.is_dir() else source.parent
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    summary = json.loads(path.read_text())
+    last = _last_state(folder)
+    if last is not None and int(last.get("step", 0)) > int(summary.get("steps") or 0):
+        return {}
+    return summary
+
+
+def _last_state(folder: Path) -> dict | None:
+    last = folder / "last.pt"
+    return torch.load(last, map_location="cpu", weights_only=True) if last.is_file() else None
 
 
 def _last_curve(source: Path) -> list[dict]:
     """The whole curve of a run stopped before its end: ``last.pt`` (its state after the last finished
     epoch) holds every evaluation, ``model.pt`` only those up to the best one."""
-    last = (source if source.is_dir() else source.parent) / "last.pt"
-    if not last.is_file():
-        return []
-    return list(torch.load(last, map_location="cpu", weights_only=True).get("curve") or [])
+    last = _last_state(source if source.is_dir() else source.parent)
+    return list((last or {}).get("curve") or [])
 
 
 def _selection(payload: dict) -> str:
@@ -153,7 +167,7 @@ def _time_line(summary: dict, payload: dict, device: str | None) -> str:
     at = next((e for e in payload.get("curve") or [] if e.get("step") == best.get("step")), {})
     wall = f"{at['seconds'] / 60:.1f} min" if at.get("seconds") else "-"
     return (f"- Time: {wall} to the best evaluation (step {best.get('step', '-')}); the run was stopped before its "
-            f"last epoch (no config.json), device {device}")
+            f"last epoch (no config.json of its end), device {device}")
 
 
 def _fmt(v: float | int | None, digits: int = 2) -> str:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # these builds hold few defects (one missed click of ten is F1 ~95). Test-only tiny weights: their card's
 # figure (F1 88.9) less a margin.
 # Floors well above chance (a random or broken model scores near 0 F1 / 0.2 balanced accuracy) and below what
-# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 96.7, fma-clicks-post 93.0, fma-mp3-glitch 81.8,
+# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 97.8, fma-clicks-post 93.0, fma-mp3-glitch 85.0,
 # video-artifacts 0.949;
 # the small fma-clicks build holds about ten clicks, where one error already costs about 10 points of F1.
 SHIPPED_FLOORS = {"fma-clicks": 85.0, "fma-clicks-post": 85.0, "fma-mp3-glitch": 60.0, "video-artifacts": 0.6}
@@ -173,3 +173,26 @@ def test_ship_names_the_init_weights_and_serves_a_stopped_run(clicks_dataset, tm
     ckpt = torch.load(last.path, weights_only=True)
     assert "optimizer" not in ckpt and ckpt["selected"]["state"] == "last"
     assert "the run's last finished epoch (0, step 2" in last.card.read_text()
+
+
+def test_ship_of_a_resumed_run_stopped_early_ignores_the_first_ends_config(clicks_dataset, tmp_path):
+    """A run that ended, was resumed with more epochs and stopped before its new end keeps the first end's
+    config.json; the card's time and curve must come from the weights shipped (their best evaluation),
+    not from that older summary."""
+    import json
+
+    from defectbench.ship import ship
+    from defectbench.training import TrainOptions, train
+
+    run_dir = tmp_path / "run"
+    opts = dict(model="hooknet", dataset=str(clicks_dataset), out=str(run_dir), config="tiny", batch_size=8,
+                device="cpu", progress=False, metric="ap")
+    train(TrainOptions(epochs=1, **opts), log=lambda s: None)
+    first_end = (run_dir / "config.json").read_text()
+    train(TrainOptions(epochs=2, resume=True, **opts), log=lambda s: None)
+    (run_dir / "config.json").write_text(first_end)  # as if the resumed run had been stopped before its end
+    steps_then = json.loads(first_end)["steps"]
+    shipped = ship(run_dir, "fma-clicks", out_dir=tmp_path / "reg", resamples=20, log=lambda s: None)
+    card = shipped.card.read_text()
+    assert f"{steps_then} steps" not in card
+    assert "to the best evaluation (step" in card and "no config.json of its end" in card
