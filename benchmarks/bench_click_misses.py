@@ -13,10 +13,10 @@ threshold the result records (chosen on validation). For each click (the row's `
 - **buried**: the largest jump within ``--context`` samples on either side (the click itself left out) is
   at least as large as the click's: a detector that looks for the sharpest edge nearby would pick the
   music's own transient first;
-- the click's amplitude bin (the recipe draws it uniform in [0.3, 1.0]; SPEC 2).
+- the click's amplitude bin (the recipe draws the offset ``a ~ U[0.3, 1)``; SPEC 1.1).
 
 Writes a RESULTS section (recall for buried and clear clicks, by amplitude) and a figure of the missed
-clicks (waveform around each, the click shaded, the detector's frame scores on a second axis),
+clicks (waveform around each, the click's samples marked, the detector's frame scores on a second axis),
 ``benchmarks/click_misses-RECIPE.png``. Nothing is trained or tuned.
 """
 
@@ -58,9 +58,10 @@ def clicks(result: dict, result_path: Path, context: int) -> list[dict]:
         around = np.concatenate([jumps[max(0, p - 2 - context): own.start], jumps[own.stop: own.stop + context]])
         s = scores[row["id"]]
         frames = row["target"] > 0
+        around_max = float(around.max()) if around.size else 0.0
         out.append({"id": row["id"], "found": bool((s[frames] >= threshold).any()), "max_score": float(s[frames].max()),
                     "amplitude": float(row["click_amplitude"]), "length": n, "position": p, "jump": jump,
-                    "around_max": float(around.max()) if around.size else 0.0, "audio": x, "scores": s})
+                    "around_max": around_max, "buried": around_max >= jump, "audio": x, "scores": s})
     return out
 
 
@@ -97,8 +98,7 @@ def plot(missed: list[dict], recipe: str, threshold: float, path: Path) -> Path:
         ax2.axhline(threshold, color="C0", ls=":", lw=0.8)
         ax2.set_ylim(0, 1.05)
         ax2.tick_params(labelsize=7)
-        buried = "buried" if c["around_max"] >= c["jump"] else "clear"
-        ax.set_title(f"amp {c['amplitude']:.2f}, {n} samples, {buried} (nearby jump / own {c['around_max'] / c['jump']:.2f}), "
+        ax.set_title(f"amp {c['amplitude']:.2f}, {n} samples, {'buried' if c['buried'] else 'clear'} (nearby jump / own {c['around_max'] / c['jump']:.2f}), "
                      f"max score {c['max_score']:.2f}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.ravel()[len(shown):]:
@@ -119,16 +119,15 @@ def main() -> None:
     result = json.loads(args.result.read_text())
     recipe = result["dataset"]["recipe"]
     items = clicks(result, args.result, args.context)
-    buried = [c for c in items if c["around_max"] >= c["jump"]]
-    clear = [c for c in items if c["around_max"] < c["jump"]]
-    buried_ids = {c["id"] for c in buried}
+    buried = [c for c in items if c["buried"]]
+    clear = [c for c in items if not c["buried"]]
     missed = sorted((c for c in items if not c["found"]), key=lambda c: c["max_score"])
     threshold = result["threshold"]["decision"]
     png = plot(missed, recipe, threshold, RESULTS.parent / f"click_misses-{recipe}.png") if missed else None
     bins = []
     for lo, hi in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:]):
         b = [c for c in items if lo <= c["amplitude"] < hi or (hi == AMPLITUDE_BINS[-1] and c["amplitude"] == hi)]
-        bins.append(f"| {lo:.2f} to {hi:.2f} | {recall(b)} | {recall([c for c in b if c['id'] in buried_ids])} | {recall([c for c in b if c['id'] not in buried_ids])} |")
+        bins.append(f"| {lo:.2f} to {hi:.2f} | {recall(b)} | {recall([c for c in b if c['buried']])} | {recall([c for c in b if not c['buried']])} |")
     weights = result["model"].get("weights_sha256") or "-"
     body = f"""Machine: {machine()}.
 
@@ -142,7 +141,7 @@ validation-chosen threshold {threshold:.4f}. A click is **buried** where the mus
 {chr(10).join(bins)}
 | all | {recall(items)} | {recall(buried)} | {recall(clear)} |
 
-- {len(missed)} clicks missed; {sum(c['id'] in buried_ids for c in missed)} of them are buried. Their max scores: {', '.join(f'{c["max_score"]:.2f}' for c in missed)}.
+- {len(missed)} clicks missed; {sum(c['buried'] for c in missed)} of them are buried. Their max scores: {', '.join(f'{c["max_score"]:.2f}' for c in missed)}.
 - {len(buried)} of {len(items)} clicks ({100 * len(buried) / max(1, len(items)):.1f} %) are buried; a detector that finds every clear
   click and none of the buried ones has recall {100 * len(clear) / max(1, len(items)):.1f} %.
 """ + (f"- Figure: `{png.name}` (up to 8 missed clicks, lowest score first).\n" if png else "")

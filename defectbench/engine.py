@@ -425,8 +425,7 @@ def build(recipe_name: str | Path, source: str | None = None, out: str | Path | 
     if num_shards is not None and num_shards < 1:
         raise DefectbenchError(f"--num-shards must be at least 1 (got {num_shards})")
     if num_shards is not None and not 0 <= shard_index < num_shards:
-        raise DefectbenchError(f"--shard-index must be in 0..{num_shards - 1} and --num-shards at least 1 "
-                               f"(got {shard_index} of {num_shards})")
+        raise DefectbenchError(f"--shard-index must be in 0..{num_shards - 1} (got {shard_index} of {num_shards})")
     recipe = load_recipe(recipe_name)
     source = source or recipe.source.default
     seed = recipe.seed if seed is None else seed

@@ -172,8 +172,9 @@ def replace_atomically(path: Path, write: Callable[[Path], None], why: str = "")
     try:
         write(tmp)
         tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # the file made above, where the rename did not happen
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the file made above: the rename did not happen
+        raise
     return path
 
 

@@ -55,7 +55,10 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
         entry = (ckpt.get("curve") or [{}])[-1]
         ckpt["selected"] = {"state": "last", "epoch": int(ckpt["epoch"]), "step": int(ckpt["step"]),
                             "seconds": float(ckpt["seconds"]), "value": entry.get(f"val_{ckpt['best']['metric']}")}
-    summary = _summary(source)
+    folder = source if source.is_dir() else source.parent
+    # read once: the staleness check and the curve of a stopped run (a last.pt source is that file)
+    last = ckpt if "selected" in ckpt else _last_state(folder)
+    summary = _summary(folder, last)
     trained_for = (ckpt.get("recipe") or {}).get("name") if isinstance(ckpt.get("recipe"), dict) else ckpt.get("recipe")
     if trained_for != recipe:
         raise DefectbenchError(f"{ckpt['path']} was validated on recipe {trained_for!r}, not {recipe!r}")
@@ -109,25 +112,25 @@ def ship(source: str | Path, recipe: str, *, dataset: str | Path | None = None, 
 
     from .training import plot_curve
 
-    whole = ckpt.get("curve") if "selected" in ckpt else _last_curve(source)  # a last.pt source is the whole run
+    # a last.pt source is the whole run; a run stopped before its end: last.pt holds every evaluation,
+    # model.pt only those up to the best one
+    whole = ckpt.get("curve") if "selected" in ckpt else list((last or {}).get("curve") or [])
     plot_curve(summary.get("curve") or whole or ckpt.get("curve") or [], ckpt["best"]["metric"], shipped.curve)
     write_text(shipped.card, model_card(payload, summary, result, sha256_file(target), size, dataset))
     log(f"shipped {target} ({size / 2**20:.2f} MB), {shipped.card.name}, {shipped.curve.name}")
     return shipped
 
 
-def _summary(source: Path) -> dict[str, Any]:
+def _summary(folder: Path, last: dict | None) -> dict[str, Any]:
     """``config.json`` of the training folder (the full curve, steps, seconds), or {} when absent or stale.
 
-    Stale: ``last.pt`` has gone past the steps it records. A run that ended (writing config.json), was
-    resumed with more epochs (``--resume``) and stopped before its new end keeps the first end's
-    config.json, whose time and curve describe weights older than the ones shipped."""
-    folder = source if source.is_dir() else source.parent
+    Stale: ``last`` (the folder's ``last.pt``) has gone past the steps it records. A run that ended
+    (writing config.json), was resumed with more epochs (``--resume``) and stopped before its new end
+    keeps the first end's config.json, whose time and curve describe weights older than the ones shipped."""
     path = folder / "config.json"
     if not path.is_file():
         return {}
     summary = json.loads(path.read_text())
-    last = _last_state(folder)
     if last is not None and int(last.get("step", 0)) > int(summary.get("steps") or 0):
         return {}
     return summary
@@ -137,12 +140,6 @@ def _last_state(folder: Path) -> dict | None:
     last = folder / "last.pt"
     return torch.load(last, map_location="cpu", weights_only=True) if last.is_file() else None
 
-
-def _last_curve(source: Path) -> list[dict]:
-    """The whole curve of a run stopped before its end: ``last.pt`` (its state after the last finished
-    epoch) holds every evaluation, ``model.pt`` only those up to the best one."""
-    last = _last_state(source if source.is_dir() else source.parent)
-    return list((last or {}).get("curve") or [])
 
 
 def _selection(payload: dict) -> str:

@@ -425,13 +425,13 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
                         TextColumn("{task.fields[rate]}"), TextColumn("loss {task.fields[loss]}"),
                         TextColumn("val {task.fields[val]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                         disable=not (show and on_terminal))
-    def shown_total(steps_per_epoch: float, epochs_done: int) -> int:
+    def shown_total(steps_done: int, steps_per_epoch: float, epochs_done: int) -> int:
         """Fresh defects: the row count is an estimate (a piece shorter than ``segments_per_piece`` gives
         fewer segments), so the total shown (progress, ETA) follows the epochs measured so far; the step
         budget that ends the run stays ``total``."""
-        return min(total, step + round(steps_per_epoch * (recipe.epochs - epochs_done)))
+        return min(total, steps_done + round(steps_per_epoch * (recipe.epochs - epochs_done)))
 
-    shown = shown_total(step / first_epoch, first_epoch) if opts.source and first_epoch > 0 and step > 0 else total
+    shown = shown_total(step, step / first_epoch, first_epoch) if opts.source and first_epoch > 0 and step > 0 else total
     plain = LogProgress(f"train {cls.name}", shown, log if show and not on_terminal else (lambda s: None),
                         completed=step, unit="steps", every=opts.log_every)
     if ctx.enabled:
@@ -474,7 +474,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             else:  # the first rank ran out: the others' remaining rows sit this epoch out
                 left_out += len(train_data) - round(D.mean_over_ranks(seen, ctx) * ctx.world_size)
                 if opts.source and step > epoch_start:  # the epoch just measured
-                    plain.total = shown_total(step - epoch_start, epoch + 1)
+                    plain.total = shown_total(step, step - epoch_start, epoch + 1)
                     progress.update(bar, total=plain.total)
             finished = stop or step >= total or epoch == recipe.epochs - 1
             if not stop and step != last_eval["step"] and (not recipe.eval_every or finished):
