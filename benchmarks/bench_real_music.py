@@ -7,7 +7,8 @@ at the decision settings chosen on the synth benchmark's validation split.
 DIR is any folder of full mixes (``folder:`` source). On Debian, the free packages
 ``fretsonfire-songs-muldjord`` (CC BY-SA), ``fretsonfire-songs-sectoid`` and ``asc-music`` (GPL) install
 real songs under /usr/share/games; the RESULTS figures link each ``song.ogg`` (the full mix; the
-``guitar.ogg`` stems are left out) and the three asc-music MP3s into one folder per song. No audio is
+``guitar.ogg`` stems are left out) and the three asc-music MP3s into one folder per song, in the
+train/validation/test layout that ``python benchmarks/real_music_folder.py DIR`` makes. No audio is
 shipped or kept.
 
 What it does, with the real engine and no shortcut:
