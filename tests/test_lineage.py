@@ -54,6 +54,13 @@ def test_every_training_step_parses_and_chains_to_a_ship(tmp_path: Path, capsys)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and "is not a defectbench dataset" in err and err.count("\n") == 1, (c, err)
         assert not (tmp_path / arg["--out"]).exists()
+    for c in ships:  # parses; stops at the training folder the test did not make, writing nothing
+        args = [str(tmp_path / a) if a in outs or a == "runs/shipped" else a for a in c]
+        with pytest.raises(SystemExit) as stop:
+            main(args)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and "does not exist" in err and err.count("\n") == 1, (c, err)
+        assert not (tmp_path / "runs").exists()
     shipped = {c[c.index("--recipe") + 1] for c in ships}
     assert shipped == {w.recipe for w in available()}
     assert all(c[c.index("--from") + 1] in outs for c in ships)
