@@ -141,7 +141,6 @@ def _last_state(folder: Path) -> dict | None:
     return torch.load(last, map_location="cpu", weights_only=True) if last.is_file() else None
 
 
-
 def _selection(payload: dict) -> str:
     best, chosen = payload.get("best", {}), payload.get("selected")
     text = (f"validation {best.get('metric')} (best {_fmt(best.get('value'), 4)} at step {best.get('step')}, "
