@@ -187,6 +187,24 @@ class HookNetDetector(TorchDetector):
     def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
         return weighted_rms_loss(output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
+    def load_init(self, path) -> None:
+        """As :meth:`TorchDetector.load_init`; weights of a narrower Hook-Net (this configuration with fc
+        divided by k) are widened to this one, computing the same outputs (:mod:`models.hooknet_widen`)."""
+        from dataclasses import replace
+
+        from defectbench.neural import load_checkpoint
+
+        from .hooknet_widen import widen_factor, widen_state_dict
+
+        ckpt = load_checkpoint(path)
+        theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
+        if theirs is None or widen_factor(theirs, self.config) is None:
+            return super().load_init(path)
+        wide = replace(self.config, positive_rate=theirs.positive_rate)
+        self.model.load_state_dict(widen_state_dict(ckpt["state_dict"], theirs, wide))
+        self.config = wide
+        self.initialised = True
+
     def prepare(self, dataset) -> None:
         """Output bias = logit(positive rate of the training targets) (music paper, section 6.1)."""
         from defectbench.training import positive_rate  # training only: scoring never imports the loop
