@@ -24,7 +24,7 @@ Wave-U-Net; batch norm and activation after the expanding conv; no activation af
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
@@ -32,7 +32,9 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.neural import TorchDetector, TrainingRecipe, weighted_rms_loss
+from defectbench.neural import TorchDetector, TrainingRecipe, load_checkpoint, weighted_rms_loss
+
+from .hooknet_widen import widen_factor, widen_state_dict
 
 PAPER_PARAMETERS = 27_307_633  # music paper, section 6
 
@@ -190,12 +192,6 @@ class HookNetDetector(TorchDetector):
     def load_init(self, path) -> None:
         """As :meth:`TorchDetector.load_init`; weights of a narrower Hook-Net (this configuration with fc
         divided by k) are widened to this one, computing the same outputs (:mod:`models.hooknet_widen`)."""
-        from dataclasses import replace
-
-        from defectbench.neural import load_checkpoint
-
-        from .hooknet_widen import widen_factor, widen_state_dict
-
         ckpt = load_checkpoint(path)
         theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
         if theirs is None or widen_factor(theirs, self.config) is None:

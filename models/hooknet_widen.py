@@ -11,6 +11,8 @@ drift apart from the first step. Used by ``defectbench train --config small --in
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from defectbench.core import DefectbenchError
@@ -20,8 +22,6 @@ SPLIT_SEED = 20161  # the split shares' generator: the same narrow weights alway
 
 def widen_factor(narrow, wide) -> int | None:
     """k where ``wide`` is ``narrow`` with fc times k (every other field equal, the data fields aside), else None."""
-    from dataclasses import replace
-
     if wide.fc % narrow.fc or wide.fc == narrow.fc:
         return None
     if replace(narrow, fc=wide.fc, positive_rate=wide.positive_rate) != wide:
