@@ -252,11 +252,18 @@ class TorchDetector(Detector):
         theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
         # fields that prepare() sets from the data (Hook-Net's positive rate) do not change the architecture
         learned = {k: getattr(theirs, k) for k in self.data_fields if theirs is not None}
-        if theirs is None or replace(self.config, **learned) != theirs:
+        if theirs is not None and replace(self.config, **learned) == theirs:
+            self.config, state = theirs, ckpt["state_dict"]
+        elif (state := self.adapt_init(ckpt, theirs)) is None:
             raise DefectbenchError(f"--init {path}: a {ckpt['model']} {ckpt['config']} checkpoint does not fit this model")
-        self.config = theirs
-        self.model.load_state_dict(ckpt["state_dict"])
+        self.model.load_state_dict(state)
         self.initialised = True
+
+    def adapt_init(self, ckpt: dict, theirs: Any) -> dict[str, torch.Tensor] | None:
+        """A state dict for this model made from a checkpoint of another configuration (``theirs``; None for
+        another model), where the model knows how (Hook-Net widens, CNN6 adds its waveform branch); it may set
+        the config's data fields. None: the checkpoint does not fit."""
+        return None
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -23,7 +23,7 @@ Trainable parameters: 4,569,669 with the 5-way head (4,837,455 with the 527-way 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -370,25 +370,15 @@ class Cnn6Detector(TorchDetector):
         except Exception as e:
             raise DefectbenchError(f"--init {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
         if isinstance(ckpt, dict) and "format" in ckpt:
-            if self.config.wave_features and ckpt.get("model") == self.name and not ckpt["config"].get("wave_features"):
-                return self._load_body(path)
-            return super().load_init(path)
+            return super().load_init(path)  # a body without the waveform branch goes through adapt_init
         try:
             load_pann(self.model, path)
         except (RuntimeError, KeyError, TypeError) as e:
             raise DefectbenchError(f"--init {path}: not a PANN Cnn6 checkpoint: {str(e).splitlines()[0]}") from None
 
-    def _load_body(self, path) -> None:
+    def adapt_init(self, ckpt: dict, theirs: Cnn6Config | None) -> dict | None:
         """A checkpoint of the same configuration without the waveform branch: its weights load strictly
         into everything but the branch, which keeps its initialisation (zero output: the same outputs)."""
-        from dataclasses import replace
-
-        from defectbench.neural import load_checkpoint
-
-        ckpt = load_checkpoint(path)
-        theirs = self.config_from_dict(ckpt["config"])
-        if replace(theirs, wave_features=True) != self.config:
-            raise DefectbenchError(f"--init {path}: a cnn6 {ckpt['config']} checkpoint does not fit this model")
-        state = {**{k: v for k, v in self.model.state_dict().items() if k.startswith("wave.")}, **ckpt["state_dict"]}
-        self.model.load_state_dict(state, strict=True)
-        self.initialised = True
+        if theirs is None or theirs.wave_features or replace(theirs, wave_features=True) != self.config:
+            return None
+        return {**{k: v for k, v in self.model.state_dict().items() if k.startswith("wave.")}, **ckpt["state_dict"]}

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.neural import TorchDetector, TrainingRecipe, load_checkpoint, weighted_rms_loss
+from defectbench.neural import TorchDetector, TrainingRecipe, weighted_rms_loss
 
 from .hooknet_widen import widen_factor, widen_state_dict
 
@@ -189,17 +189,13 @@ class HookNetDetector(TorchDetector):
     def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
         return weighted_rms_loss(output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
-    def load_init(self, path) -> None:
-        """As :meth:`TorchDetector.load_init`; weights of a narrower Hook-Net (this configuration with fc
-        divided by k) are widened to this one, computing the same outputs (:mod:`models.hooknet_widen`)."""
-        ckpt = load_checkpoint(path)
-        theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
+    def adapt_init(self, ckpt: dict, theirs: HookNetConfig | None) -> dict | None:
+        """Weights of a narrower Hook-Net (this configuration with fc divided by k), widened to this one:
+        the same outputs (:mod:`models.hooknet_widen`)."""
         if theirs is None or widen_factor(theirs, self.config) is None:
-            return super().load_init(path)
-        wide = replace(self.config, positive_rate=theirs.positive_rate)
-        self.model.load_state_dict(widen_state_dict(ckpt["state_dict"], theirs, wide))
-        self.config = wide
-        self.initialised = True
+            return None
+        self.config = replace(self.config, positive_rate=theirs.positive_rate)
+        return widen_state_dict(ckpt["state_dict"], theirs, self.config)
 
     def prepare(self, dataset) -> None:
         """Output bias = logit(positive rate of the training targets) (music paper, section 6.1)."""
