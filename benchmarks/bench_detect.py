@@ -2,6 +2,7 @@
 vs a 10-minute file (issue 11: memory flat in file length).
 
     .venv/bin/python benchmarks/bench_detect.py [--config cpu] [--minutes 1,10] [--print-only]
+    .venv/bin/python benchmarks/bench_detect.py --shipped fma-clicks,fma-clicks-post,video-artifacts --threads 1
 
 Files: music from the built-in synth corpus (six 20 s pieces repeated to length), written as 48 kHz
 stereo FLAC so that the streaming path does its whole job (FLAC decode in blocks, soxr stream to
@@ -9,7 +10,9 @@ stereo FLAC so that the streaming path does its whole job (FLAC decode in blocks
 that process's ``ru_maxrss``; x real time counts the scan (the CLI's own figure: audio seconds / wall
 seconds from the first file to the last), not the start-up. The model: a Hook-Net of configuration
 ``--config`` (``cpu``: the shipped configuration) saved as a checkpoint from its initialisation, with
-``--threshold 0.5``: the speed and memory do not depend on the weights' values.
+``--threshold 0.5``: the speed and memory do not depend on the weights' values. ``--shipped RECIPES``
+scans with the shipped weights of each recipe instead (``detect --task RECIPE``; ``video-artifacts``
+is CNN6 on 1 s chunks of both channels at 48 kHz, the others Hook-Net), at their shipped thresholds.
 """
 
 from __future__ import annotations
@@ -32,7 +35,12 @@ RUN = """
 import json, resource, sys, torch
 from defectbench.detect import detect
 if {threads}: torch.set_num_threads({threads})
-r = detect([sys.argv[1]], sys.argv[2], checkpoint=sys.argv[3], threshold=0.5, progress=False, log=lambda s: None)
+if sys.argv[3].startswith("task:"):
+    task = sys.argv[3][5:]
+    r = detect([sys.argv[1]], sys.argv[2], model="cnn6" if task == "video-artifacts" else "hooknet", task=task,
+               progress=False, log=lambda s: None)
+else:
+    r = detect([sys.argv[1]], sys.argv[2], checkpoint=sys.argv[3], threshold=0.5, progress=False, log=lambda s: None)
 print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r.meta}}))
 """
 
@@ -54,9 +62,21 @@ def make_file(path: Path, minutes: float) -> None:
             i += 1
 
 
+def shipped_name(recipe: str) -> str:
+    """``model/config`` of a recipe's shipped weights, read from the file (weights_only)."""
+    import torch
+
+    from defectbench.weights import resolve
+
+    model = "cnn6" if recipe == "video-artifacts" else "hooknet"
+    ck = torch.load(resolve(model, recipe), map_location="cpu", weights_only=True)
+    return f"{recipe} ({model}/{ck['config_name']})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", default="cpu")
+    ap.add_argument("--shipped", default="", help="comma-separated recipes: scan with their shipped weights instead")
     ap.add_argument("--minutes", default="1,10")
     ap.add_argument("--threads", default="1,2", help="torch thread counts to measure")
     ap.add_argument("--print-only", action="store_true")
@@ -78,26 +98,32 @@ def main() -> None:
         ck = tmp / "model.pt"
         save_checkpoint(ck, {"format": CHECKPOINT_FORMAT, "model": "hooknet", "config_name": args.config,
                              "config": asdict(cfg), "state_dict": model.state_dict(), "best": {}, "curve": []})
+        scanners = [(f"task:{r}", shipped_name(r)) for r in args.shipped.split(",") if r] or [(str(ck), f"hooknet/{args.config}")]
         for m in map(float, args.minutes.split(",")):
             audio = tmp / f"music-{m:g}min.flac"
             make_file(audio, m)
-            for threads in map(int, args.threads.split(",")):
-                proc = subprocess.run([sys.executable, "-c", RUN.format(threads=threads), str(audio), str(tmp / "e.csv"),
-                                       str(ck)], capture_output=True, text=True, check=True)
-                r = json.loads(proc.stdout.strip().splitlines()[-1])
-                rows.append((m, threads, r["audio_seconds"], r["wall_seconds"], r["audio_seconds"] / r["wall_seconds"],
-                             r["rss_mb"]))
-                print(rows[-1], flush=True)
-    head = (f"Machine: {machine()}; load average {load:.1f} at the start (shared machine: a training job and other "
-            f"engineers' tests ran beside, so the speed here is pessimistic).\n\n"
-            f"`python benchmarks/bench_detect.py --config {args.config} --minutes {args.minutes} --threads {args.threads}`: Hook-Net "
-            f"`{args.config}` on 48 kHz stereo FLAC music (synth corpus), each file in a fresh process; decode, "
-            f"soxr stream to 44.1 kHz, downmix, windows of 16384 with hop 8192, events.")
-    table = ["| file | torch threads | audio s | wall s | x real time | peak RSS MB |", "|---|---:|---:|---:|---:|---:|"]
-    table += [f"| {m:g} min | {t} | {a:.0f} | {w:.1f} | {x:.2f} | {rss:.0f} |" for m, t, a, w, x, rss in rows]
+            for which, name in scanners:
+                for threads in map(int, args.threads.split(",")):
+                    proc = subprocess.run([sys.executable, "-c", RUN.format(threads=threads), str(audio),
+                                           str(tmp / "e.csv"), which], capture_output=True, text=True, check=True)
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    rows.append((name, m, threads, r["audio_seconds"], r["wall_seconds"],
+                                 r["audio_seconds"] / r["wall_seconds"], r["rss_mb"]))
+                    print(rows[-1], flush=True)
+    which = (f"--shipped {args.shipped}" if args.shipped else f"--config {args.config}")
+    busy = " (the machine was busy, so the speed here is pessimistic)" if load > 1.0 else ""
+    head = (f"Machine: {machine()}; load average {load:.1f} at the start{busy}.\n\n"
+            f"`python benchmarks/bench_detect.py {which} --minutes {args.minutes} --threads {args.threads}`: "
+            + (f"the shipped weights of {args.shipped}" if args.shipped else f"Hook-Net `{args.config}`")
+            + " on 48 kHz stereo FLAC music (synth corpus), each file in a fresh process; decode in blocks; Hook-Net: "
+            "soxr stream to 44.1 kHz, downmix, windows of 16384 with hop 8192; CNN6: 1 s chunks of each channel; events.")
+    table = ["| weights | file | torch threads | audio s | wall s | x real time | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    table += [f"| {n} | {m:g} min | {t} | {a:.0f} | {w:.1f} | {x:.2f} | {rss:.0f} |" for n, m, t, a, w, x, rss in rows]
     print(head + "\n" + "\n".join(table))
     if not args.print_only:
-        write_section("detect: throughput and memory", head + "\n\n" + "\n".join(table))
+        title = "detect: throughput and memory" + (" (shipped weights)" if args.shipped else "")
+        write_section(title, head + "\n\n" + "\n".join(table))
 
 
 if __name__ == "__main__":

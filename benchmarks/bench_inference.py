@@ -57,9 +57,20 @@ def flops_per_segment(model: torch.nn.Module, x: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
+def shipped_for() -> dict[str, list[str]]:
+    """``model/config`` -> the recipes whose shipped weights have that configuration (read with weights_only)."""
+    from defectbench.weights import available
+
+    out: dict[str, list[str]] = {}
+    for w in available():
+        config = torch.load(w.path, map_location="cpu", weights_only=True)["config_name"]
+        out.setdefault(f"{w.model}/{config}", []).append(w.recipe)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--configs", default="hooknet/tiny,hooknet/cpu,hooknet/small,cnn6/tiny,cnn6/reference")
+    ap.add_argument("--configs", default="hooknet/tiny,hooknet/cpu,hooknet/small,cnn6/tiny,cnn6/cpu-48k-wave,cnn6/reference")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's)")
@@ -92,14 +103,16 @@ def main() -> None:
     if after > peak:
         rows = [(*r[:6], r[6] * peak / after) for r in rows]
         peak = after
+    busy = " (the machine was busy, so every figure here is pessimistic)" if load > 1.0 else ""
     head = (f"Machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
-            f"{load:.1f} at the start (shared machine: a training job and other engineers' tests ran beside, so "
-            f"every figure here is pessimistic). Peak float32 matmul rate measured: {peak / 1e9:.1f} GFLOP/s.\n\n"
+            f"{load:.1f} at the start{busy}. Peak float32 matmul rate measured: {peak / 1e9:.1f} GFLOP/s.\n\n"
             f"`python benchmarks/bench_inference.py --batch {args.batch} --threads {torch.get_num_threads()}`: model time only, random input, best of "
             f"{args.repeats} after a warm-up; FLOPs from `torch.utils.flop_counter.FlopCounterMode` (conv + matmul).")
-    table = ["| model/config | parameters | GFLOP per segment | segments/s | x real time (segments) | x real time (detect: hop 1/2 / stereo) | fraction of peak |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    table += [f"| {s} | {n:,} | {f / 1e9:.3f} | {r:.1f} | {rt:.1f} | {d:.1f} | {frac:.1%} |" for s, n, f, r, rt, d, frac in rows]
+    shipped = shipped_for()
+    table = ["| model/config | shipped for | parameters | GFLOP per segment | segments/s | x real time (segments) | x real time (detect: hop 1/2 / stereo) | fraction of peak |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    table += [f"| {s} | {', '.join(shipped.get(s, [])) or '-'} | {n:,} | {f / 1e9:.3f} | {r:.1f} | {rt:.1f} | {d:.1f} | {frac:.1%} |"
+              for s, n, f, r, rt, d, frac in rows]
     print(head + "\n" + "\n".join(table))
     if not args.print_only:
         note = ("Hook-Net segment: 16384 samples at 44.1 kHz (0.372 s); detect scores each 0.372 s twice (hop 8192). "
