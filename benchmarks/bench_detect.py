@@ -35,10 +35,9 @@ RUN = """
 import json, resource, sys, torch
 from defectbench.detect import detect
 if {threads}: torch.set_num_threads({threads})
-if sys.argv[3].startswith("task:"):
-    task = sys.argv[3][5:]
-    r = detect([sys.argv[1]], sys.argv[2], model="cnn6" if task == "video-artifacts" else "hooknet", task=task,
-               progress=False, log=lambda s: None)
+if sys.argv[3].startswith("task:"):  # task:MODEL:RECIPE, the shipped weights
+    _, model, task = sys.argv[3].split(":")
+    r = detect([sys.argv[1]], sys.argv[2], model=model, task=task, progress=False, log=lambda s: None)
 else:
     r = detect([sys.argv[1]], sys.argv[2], checkpoint=sys.argv[3], threshold=0.5, progress=False, log=lambda s: None)
 print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, **r.meta}}))
@@ -62,15 +61,17 @@ def make_file(path: Path, minutes: float) -> None:
             i += 1
 
 
-def shipped_name(recipe: str) -> str:
-    """``model/config`` of a recipe's shipped weights, read from the file (weights_only)."""
-    import torch
+def shipped_scanners(recipes: list[str]) -> list[tuple[str, str]]:
+    """(``task:MODEL:RECIPE`` for the scan, a table name with the configuration) for each recipe's shipped
+    weights, from the registry (:func:`defectbench.weights.available`)."""
+    from defectbench.neural import load_checkpoint
+    from defectbench.weights import available
 
-    from defectbench.weights import resolve
-
-    model = "cnn6" if recipe == "video-artifacts" else "hooknet"
-    ck = torch.load(resolve(model, recipe), map_location="cpu", weights_only=True)
-    return f"{recipe} ({model}/{ck['config_name']})"
+    shipped = {w.recipe: w for w in available()}
+    if missing := [r for r in recipes if r not in shipped]:
+        raise SystemExit(f"--shipped: no shipped weights for {', '.join(missing)} (shipped: {', '.join(shipped)})")
+    return [(f"task:{shipped[r].model}:{r}", f"{r} ({shipped[r].model}/{load_checkpoint(shipped[r].path)['config_name']})")
+            for r in recipes]
 
 
 def main() -> None:
@@ -90,15 +91,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        torch.manual_seed(0)
-        cfg = CONFIGURATIONS[args.config]
-        model = HookNet(cfg)
-        from dataclasses import asdict
+        if args.shipped:
+            scanners = shipped_scanners(args.shipped.split(","))
+        else:
+            from dataclasses import asdict
 
-        ck = tmp / "model.pt"
-        save_checkpoint(ck, {"format": CHECKPOINT_FORMAT, "model": "hooknet", "config_name": args.config,
-                             "config": asdict(cfg), "state_dict": model.state_dict(), "best": {}, "curve": []})
-        scanners = [(f"task:{r}", shipped_name(r)) for r in args.shipped.split(",") if r] or [(str(ck), f"hooknet/{args.config}")]
+            torch.manual_seed(0)
+            cfg = CONFIGURATIONS[args.config]
+            model = HookNet(cfg)
+            ck = tmp / "model.pt"
+            save_checkpoint(ck, {"format": CHECKPOINT_FORMAT, "model": "hooknet", "config_name": args.config,
+                                 "config": asdict(cfg), "state_dict": model.state_dict(), "best": {}, "curve": []})
+            scanners = [(str(ck), f"hooknet/{args.config}")]
         for m in map(float, args.minutes.split(",")):
             audio = tmp / f"music-{m:g}min.flac"
             make_file(audio, m)

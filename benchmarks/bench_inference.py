@@ -59,11 +59,12 @@ def flops_per_segment(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 def shipped_for() -> dict[str, list[str]]:
     """``model/config`` -> the recipes whose shipped weights have that configuration (read with weights_only)."""
+    from defectbench.neural import load_checkpoint
     from defectbench.weights import available
 
     out: dict[str, list[str]] = {}
     for w in available():
-        config = torch.load(w.path, map_location="cpu", weights_only=True)["config_name"]
+        config = load_checkpoint(w.path)["config_name"]
         out.setdefault(f"{w.model}/{config}", []).append(w.recipe)
     return out
 
