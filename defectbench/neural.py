@@ -81,21 +81,32 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     tmp.replace(path)
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint file (or ``DIR/model.pt``) with ``weights_only=True``."""
+def read_weights_file(path: str | Path, what: str = "checkpoint") -> tuple[Any, Path]:
+    """``torch.load(weights_only=True)`` of a file (or ``DIR/model.pt``), whatever it holds, and its path;
+    a missing, truncated or foreign file is one line for the user (``what`` names it in that line)."""
     path = Path(path)
     if path.is_dir():
         path = path / "model.pt"
     if not path.is_file():
-        raise DefectbenchError(f"checkpoint {path} does not exist")
+        raise DefectbenchError(f"{what} {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True), path
     except Exception as e:  # a truncated or foreign file: one line for the user
-        raise DefectbenchError(f"checkpoint {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise DefectbenchError(f"{what} {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
+
+
+def as_checkpoint(obj: Any, path: str | Path) -> dict:
+    """What :func:`read_weights_file` read, checked to be a defectbench checkpoint (``path`` recorded in it)."""
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
         raise DefectbenchError(f"checkpoint {path} is not a defectbench checkpoint (for a PANN file use --init)")
-    ckpt["path"] = str(path)
-    return ckpt
+    obj["path"] = str(path)
+    return obj
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a defectbench checkpoint file (or ``DIR/model.pt``) with ``weights_only=True``."""
+    obj, path = read_weights_file(path)
+    return as_checkpoint(obj, path)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -246,9 +257,13 @@ class TorchDetector(Detector):
 
     def load_init(self, path: str | Path) -> None:
         """Start from another defectbench checkpoint's weights (fine-tuning); CNN6 also takes a PANN file."""
+        self.init_from(load_checkpoint(path))
+
+    def init_from(self, ckpt: dict) -> None:
+        """:meth:`load_init` of a checkpoint already read (:func:`load_checkpoint`)."""
         from dataclasses import replace
 
-        ckpt = load_checkpoint(path)
+        path = ckpt["path"]
         theirs = self.config_from_dict(ckpt["config"]) if ckpt["model"] == self.name else None
         # fields that prepare() sets from the data (Hook-Net's positive rate) do not change the architecture
         learned = {k: getattr(theirs, k) for k in self.data_fields if theirs is not None}

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.neural import TorchDetector, TrainingRecipe
+from defectbench.neural import TorchDetector, TrainingRecipe, as_checkpoint, read_weights_file
 
 LABELS = ("no_defect", "hum", "hiss", "distortion", "click")
 
@@ -293,13 +293,14 @@ def class_balance_weights(labels: torch.Tensor, classes: int,
     return 1.0 / (counts[labels] * present)
 
 
-def load_pann(model: Cnn6, path: str | Path) -> None:
-    """Load the body of an official PANN Cnn6 checkpoint (``{'iteration', 'model'}``) with ``strict=True``.
+def load_pann(model: Cnn6, source: str | Path | dict) -> None:
+    """Load the body of an official PANN Cnn6 checkpoint (``{'iteration', 'model'}``) with ``strict=True``;
+    ``source`` is the file or what ``torch.load(weights_only=True)`` already read from it.
 
     The AudioSet head is dropped and the model's own (freshly initialised) 5-way head put in its place,
     so that every other key must match the file in name and shape.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = source if isinstance(source, dict) else torch.load(source, map_location="cpu", weights_only=True)
     state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
     state = {k: v for k, v in state.items() if not k.startswith("fc_audioset.")}
     state.update({k: v for k, v in model.state_dict().items() if k.startswith("fc_defect.")})
@@ -360,20 +361,14 @@ class Cnn6Detector(TorchDetector):
         return self.batch_sum(class_balance_weights(batch["label"], self.config.classes, self.batch_sum) * nll)
 
     def load_init(self, path) -> None:
-        """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder)."""
-        if Path(path).is_dir():
-            path = Path(path) / "model.pt"  # a training folder: its best weights, as load_checkpoint reads it
-        if not Path(path).is_file():
-            return super().load_init(path)  # its one-line "does not exist"
+        """A PANN ``Cnn6_mAP=0.343.pth`` (body loaded strictly) or a defectbench checkpoint (file or folder),
+        read once."""
+        obj, path = read_weights_file(path, what="--init")
+        if isinstance(obj, dict) and "format" in obj:
+            return self.init_from(as_checkpoint(obj, path))  # a body without the waveform branch: adapt_init
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise DefectbenchError(f"--init {path} cannot be read: {e.__class__.__name__}: {str(e).splitlines()[0]}") from None
-        if isinstance(ckpt, dict) and "format" in ckpt:
-            return super().load_init(path)  # a body without the waveform branch goes through adapt_init
-        try:
-            load_pann(self.model, path)
-        except (RuntimeError, KeyError, TypeError) as e:
+            load_pann(self.model, obj)
+        except (RuntimeError, KeyError, TypeError, AttributeError) as e:
             raise DefectbenchError(f"--init {path}: not a PANN Cnn6 checkpoint: {str(e).splitlines()[0]}") from None
 
     def adapt_init(self, ckpt: dict, theirs: Cnn6Config | None) -> dict | None:

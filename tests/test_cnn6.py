@@ -94,6 +94,20 @@ def test_init_from_a_wrong_checkpoint_fails_clearly(tmp_path):
         det.load_init(tmp_path / "junk.pth")
 
 
+def test_init_reads_the_file_once_and_rejects_a_bare_tensor(tmp_path, monkeypatch):
+    """--init reads a defectbench checkpoint once (it used to be read twice: once to tell it from a PANN
+    file, once to load it); a file holding something other than a state dict is one clear line."""
+    body = Cnn6Detector(config="cpu-48k", device="cpu")
+    _save(body, tmp_path / "body.pt")
+    calls, real_load = [], torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(a[0]) or real_load(*a, **k))
+    Cnn6Detector(config="cpu-48k-wave", device="cpu").load_init(tmp_path / "body.pt")
+    assert calls == [tmp_path / "body.pt"]
+    torch.save(torch.zeros(3), tmp_path / "tensor.pth")
+    with pytest.raises(DefectbenchError, match="not a PANN Cnn6"):
+        Cnn6Detector(device="cpu").load_init(tmp_path / "tensor.pth")
+
+
 def test_resampler_matches_scipy_resample_poly():
     x = np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32)
     y = Resample(48000, 32000)(torch.from_numpy(x)).numpy()
