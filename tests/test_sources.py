@@ -226,3 +226,33 @@ def test_combined_source_builds_synth_and_a_folder_together(tmp_path):
     assert "test/album/song.wav" in used and any(u.startswith("synth") for u in used)
     with pytest.raises(DefectbenchError, match="both give an item"):
         list_source("synth:2+synth:1")
+
+
+def test_synth_lists_long_corpora_lazily_and_refuses_a_typo():
+    from defectbench.sources.synth import MAX_MINUTES, piece_counts
+
+    listing = list_source("synth:960")  # training on fresh defects reads pieces one at a time
+    assert sum(it.split == "train" for it in listing.items) == piece_counts(960)["train"] == 2880
+    with pytest.raises(DefectbenchError, match=rf"must be in \(0, {MAX_MINUTES}\]"):
+        list_source(f"synth:{MAX_MINUTES * 10}")
+
+
+def test_synth_events_record_the_drum_hits_without_changing_the_audio():
+    from defectbench.sources.synth import generate_piece, piece_style
+
+    piece = next(i for i in (f"synth-test-{k:04d}" for k in range(40)) if piece_style(i) == "electronic")
+    events: list = []
+    recorded, rate = generate_piece(piece, "electronic", events=events)
+    plain, _ = generate_piece(piece, "electronic")
+    assert np.array_equal(recorded, plain) and rate == 44100
+    kinds = {kind for kind, _, _ in events}
+    assert {"kick", "hihat", "tick"} <= kinds and kinds <= {"kick", "snare", "snare-electronic", "hihat", "tick"}
+    x = recorded[0]
+    ticks = [(start, peak) for kind, start, peak in events if kind == "tick"]
+    for start, peak in ticks:
+        # A tick is a 1-3 sample transient of height `peak` (in the normalised piece) at `start`: the
+        # piece's first difference there is at least the tick's height less what the music can move in a
+        # sample (the other hits add to it, so only a lower bound holds).
+        jump = np.abs(np.diff(x[max(0, start - 1): start + 4])).max()
+        assert jump >= 0.5 * peak, (start, peak, jump)
+    assert all(0 < peak < 1 for _, peak in ticks)

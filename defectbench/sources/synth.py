@@ -26,6 +26,7 @@ from . import Listing, SourceOptions, register
 RATE = 44100
 PIECE_SECONDS = 20.0
 CORPUS_SEED = 20240917
+MAX_MINUTES = 6000
 STYLES = ("electronic", "pop", "ambient", "rock", "hiphop")
 
 
@@ -35,19 +36,26 @@ def piece_counts(minutes: float) -> dict[str, int]:
     return {"train": train, "validation": held_out, "test": held_out}
 
 
+def piece_style(item_id: str) -> str:
+    """The style of the piece ``item_id`` (``synth-SPLIT-NNNN``), drawn from its own generator."""
+    return STYLES[int(rng_for(CORPUS_SEED, item_id, stream="style").integers(len(STYLES)))]
+
+
 @register("synth")
 def synth_source(opts: SourceOptions) -> Listing:
     try:
         minutes = float(opts.arg) if opts.arg else 3.0
     except ValueError:
         raise DefectbenchError(f"synth:MINUTES needs a number of minutes, got {opts.arg!r}") from None
-    if not 0 < minutes <= 600:
-        raise DefectbenchError(f"synth:MINUTES must be in (0, 600], got {minutes}")
+    # The cap only catches typos: pieces are generated lazily, one at a time, so training on fresh
+    # defects can use far more music than a build would store.
+    if not 0 < minutes <= MAX_MINUTES:
+        raise DefectbenchError(f"synth:MINUTES must be in (0, {MAX_MINUTES}], got {minutes:g}")
     items = []
     for split, count in piece_counts(minutes).items():
         for i in range(count):
             item_id = f"synth-{split}-{i:04d}"
-            style = STYLES[int(rng_for(CORPUS_SEED, item_id, stream="style").integers(len(STYLES)))]
+            style = piece_style(item_id)
             meta = {"track_id": item_id, "artist_id": f"synth-{split}-artist{i // 3:03d}",
                     "genres": [style]}
             items.append(Item(item_id, split, partial(generate_piece, item_id, style), meta))
@@ -70,9 +78,17 @@ def _add(out: np.ndarray, start: int, sound: np.ndarray) -> None:
         out[start:end] += sound[: end - start]
 
 
-def generate_piece(item_id: str, style: str, max_seconds: float | None = None) -> tuple[np.ndarray, int]:
+def generate_piece(item_id: str, style: str, max_seconds: float | None = None,
+                   events: list[tuple[str, int, float]] | None = None) -> tuple[np.ndarray, int]:
     """Generate one piece: float32 ``[1, 20 s * 44100]`` and its rate (always whole: 20 s, generated
-    in one pass; ``max_seconds`` is accepted as every loader's is)."""
+    in one pass; ``max_seconds`` is accepted as every loader's is).
+
+    ``events``, when given, receives ``(kind, start sample, peak)`` for every drum hit (``kick``,
+    ``snare``, ``snare-electronic``, ``hihat``, ``tick``), ``peak`` being the largest absolute sample of
+    the hit as it sits in the returned (normalised) piece, so that an analysis can tell a detector's
+    false alarm on an intentional transient from one elsewhere. Recording changes neither the audio
+    nor the random stream."""
+    hits: list[tuple[str, int, float]] = []
     rng = rng_for(CORPUS_SEED, item_id, stream="piece")
     n = int(PIECE_SECONDS * RATE)
     out = np.zeros(n, dtype=np.float64)
@@ -123,28 +139,39 @@ def generate_piece(item_id: str, style: str, max_seconds: float | None = None) -
                 m = int(0.3 * RATE)
                 t = np.arange(m) / RATE
                 phase = 2 * np.pi * (50 * t + (150 - 50) * 0.03 * (1 - np.exp(-t / 0.03)))
-                _add(out, s, 0.5 * np.sin(phase) * _env(m, 5, 0.12))
+                kick = 0.5 * np.sin(phase) * _env(m, 5, 0.12)
+                _add(out, s, kick)
+                hits.append(("kick", s, float(np.abs(kick).max())))
         if pos in (4, 12) and rng.random() < density:  # snare: acoustic or electronic
             m = int(0.2 * RATE)
             noise = rng.standard_normal(m)
+            kind = "snare"
             if style in ("electronic", "hiphop") and rng.random() < 0.6:
                 # Electronic snare: instant attack (a 1-sample step) and a bright, short tail.
+                kind = "snare-electronic"
                 snare = 0.35 * noise * _env(m, 0, 0.04)
                 snare[0] = float(rng.choice([-1, 1])) * rng.uniform(0.3, 0.6)
             else:
                 snare = 0.2 * noise * _env(m, 40, 0.07) + 0.15 * np.sin(2 * np.pi * 190 * np.arange(m) / RATE) * _env(m, 40, 0.05)
             _add(out, s, snare)
+            hits.append((kind, s, float(np.abs(snare).max())))
         if rng.random() < 0.7 * density:  # hi-hat: high-passed noise burst
             m = int(0.05 * RATE)
             noise = np.diff(rng.standard_normal(m + 1))
-            _add(out, s, 0.06 * noise * _env(m, 0, 0.012))
+            hihat = 0.06 * noise * _env(m, 0, 0.012)
+            _add(out, s, hihat)
+            hits.append(("hihat", s, float(np.abs(hihat).max())))
         if style == "electronic" and rng.random() < 0.08:  # "tick": a 1-3 sample intentional transient
             width = int(rng.integers(1, 4))
             tick = np.zeros(64)
             tick[:width] = float(rng.choice([-1, 1])) * rng.uniform(0.2, 0.5)
             tick[width:] = 0.02 * rng.standard_normal(64 - width) * np.exp(-np.arange(64 - width) / 8)
             _add(out, s, tick)
+            hits.append(("tick", s, float(np.abs(tick).max())))
 
     peak = np.max(np.abs(out))
-    out *= rng.uniform(0.3, 0.85) / peak
+    gain = rng.uniform(0.3, 0.85) / peak
+    out *= gain
+    if events is not None:
+        events.extend((kind, start, peak_ * gain) for kind, start, peak_ in hits if start < n)
     return out.astype(np.float32)[None, :], RATE
