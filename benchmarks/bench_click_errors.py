@@ -1,6 +1,6 @@
 """What a click detector's errors sit on, in the built-in ``synth`` corpus (issue 11).
 
-    python benchmarks/bench_click_errors.py results/bench/fma-clicks-post/hooknet.json [--splits validation,test]
+    python benchmarks/bench_click_errors.py [results/bench/fma-clicks-post/hooknet.json] [--splits validation,test]
         [--threshold T] [--print-only]
 
 The synth corpus holds *intentional* transients on purpose (SPEC 1.5): "ticks" (one to three samples,
@@ -152,11 +152,14 @@ Missed clicks {sum(a['missed'].values())}, by the noise burst they sit in (50 ms
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("result", type=Path)
+    ap.add_argument("result", type=Path, nargs="?", default=Path("results/bench/fma-clicks-post/hooknet.json"))
     ap.add_argument("--splits", default="validation,test", help="validation and/or the result's scored split")
     ap.add_argument("--threshold", type=float, default=None)
     ap.add_argument("--print-only", action="store_true")
     args = ap.parse_args()
+    if not args.result.is_file():
+        raise SystemExit(f"{args.result}: no result; score first, e.g. `defectbench run --model hooknet "
+                         "--dataset datasets/bench/fma-clicks-post --out results/bench/fma-clicks-post/hooknet.json`")
     result = json.loads(args.result.read_text())
     threshold = result["threshold"]["decision"] if args.threshold is None else args.threshold
     splits = args.splits.split(",")
