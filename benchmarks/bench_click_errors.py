@@ -41,6 +41,7 @@ from _results import RESULTS, machine, write_section  # noqa: E402
 BURST_SAMPLES = int(0.05 * 44100)  # a snare's or hi-hat's noise is loudest over its first 50 ms
 AMPLITUDE_BINS = (0.0, 0.15, 0.3, 0.45, 0.65, 1.0)
 FRAME = 128
+ORDER = ["tick", "snare-electronic", "hihat", "snare", "kick"]  # which hit names an error when several lie there
 
 
 def piece_hits(item_id: str) -> list[tuple[str, int, float]]:
@@ -90,8 +91,6 @@ def analyse(result: dict, result_path: Path, split: str, threshold: float) -> di
                 missed.append(sorted(burst, key=ORDER.index)[0] if burst else "no burst")
     return {"false_alarms": false_alarms, "ticks": ticks, "clicks": clicks, "missed": Counter(missed)}
 
-
-ORDER = ["tick", "snare-electronic", "hihat", "snare", "kick"]
 
 
 def rate(pairs: list[tuple[float, bool]], lo: float, hi: float) -> str:
