@@ -61,7 +61,7 @@ def analyse(result: dict, result_path: Path, split: str, threshold: float) -> di
     hits_of: dict[str, list] = {}
     false_alarms: Counter = Counter()
     ticks, missed, clicks = [], [], []
-    columns = ["id", "item_id", "start_sample", "target", "click_position", "click_length", "click_amplitude"]
+    columns = ["id", "item_id", "start_sample", "target", "click_position", "click_amplitude"]
     for row in iter_rows(result["dataset"]["path"], split, columns=columns):
         if not row["item_id"].startswith("synth-"):
             raise SystemExit(f"{row['item_id']}: this analysis needs a build from the synth source")
@@ -91,13 +91,17 @@ def analyse(result: dict, result_path: Path, split: str, threshold: float) -> di
                 missed.append(sorted(burst, key=ORDER.index)[0] if burst else "no burst")
     return {"false_alarms": false_alarms, "ticks": ticks, "clicks": clicks, "missed": Counter(missed)}
 
+def by_bin(pairs: list[tuple[float, bool]]) -> list[tuple[int, int]]:
+    """(hits, count) of ``(amplitude, hit)`` pairs in each amplitude bin."""
+    out = []
+    for lo, hi in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:]):
+        chosen = [hit for amp, hit in pairs if lo <= amp < hi]
+        out.append((sum(chosen), len(chosen)))
+    return out
 
 
-def rate(pairs: list[tuple[float, bool]], lo: float, hi: float) -> str:
-    chosen = [hit for amp, hit in pairs if lo <= amp < hi]
-    if not chosen:
-        return "-"
-    return f"{100 * sum(chosen) / len(chosen):.1f} % ({sum(chosen)} / {len(chosen)})"
+def rate(hits: int, count: int) -> str:
+    return f"{100 * hits / count:.1f} % ({hits} / {count})" if count else "-"
 
 
 def plot(analyses: dict[str, dict], recipe: str, threshold: float, path: Path) -> Path:
@@ -115,10 +119,7 @@ def plot(analyses: dict[str, dict], recipe: str, threshold: float, path: Path) -
     for ax, (split, a) in zip(axes[0], analyses.items()):
         for offset, (name, pairs, colour) in zip((-0.2, 0.2), (("ticks flagged (false alarms)", a["ticks"], "C3"),
                                                                ("clicks found", a["clicks"], "C0"))):
-            values = []
-            for lo, hi in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:]):
-                chosen = [hit for amp, hit in pairs if lo <= amp < hi]
-                values.append(100 * sum(chosen) / len(chosen) if chosen else np.nan)
+            values = [100 * hits / count if count else np.nan for hits, count in by_bin(pairs)]
             ax.bar(x + offset, values, width=0.4, color=colour, label=name)
         ax.set_xticks(x, labels, fontsize=7)
         ax.set_xlabel("amplitude (tick peak / click offset)", fontsize=8)
@@ -137,8 +138,8 @@ def plot(analyses: dict[str, dict], recipe: str, threshold: float, path: Path) -
 def report(split: str, a: dict) -> str:
     fa = a["false_alarms"]
     fa_cells = ", ".join(f"{cause} {count}" for cause, count in fa.most_common()) or "none"
-    bins = "\n".join(f"| {lo:.2f} to {hi:.2f} | {rate(a['ticks'], lo, hi)} | {rate(a['clicks'], lo, hi)} |"
-                     for lo, hi in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:]))
+    bins = "\n".join(f"| {lo:.2f} to {hi:.2f} | {rate(*ticks)} | {rate(*clicks)} |"
+                     for lo, hi, ticks, clicks in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:], by_bin(a["ticks"]), by_bin(a["clicks"])))
     missed = ", ".join(f"{kind} {count}" for kind, count in a["missed"].most_common()) or "none"
     return f"""**{split}**: false-alarm frames {sum(fa.values())}, by what starts in the frame: {fa_cells}.
 Missed clicks {sum(a['missed'].values())}, by the noise burst they sit in (50 ms after a snare or hi-hat onset): {missed}.

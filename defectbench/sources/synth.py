@@ -89,6 +89,11 @@ def generate_piece(item_id: str, style: str, max_seconds: float | None = None,
     false alarm on an intentional transient from one elsewhere. Recording changes neither the audio
     nor the random stream."""
     hits: list[tuple[str, int, float]] = []
+
+    def record(kind: str, start: int, sound: np.ndarray) -> None:  # the peak only when asked for
+        if events is not None:
+            hits.append((kind, start, float(np.abs(sound).max())))
+
     rng = rng_for(CORPUS_SEED, item_id, stream="piece")
     n = int(PIECE_SECONDS * RATE)
     out = np.zeros(n, dtype=np.float64)
@@ -141,7 +146,7 @@ def generate_piece(item_id: str, style: str, max_seconds: float | None = None,
                 phase = 2 * np.pi * (50 * t + (150 - 50) * 0.03 * (1 - np.exp(-t / 0.03)))
                 kick = 0.5 * np.sin(phase) * _env(m, 5, 0.12)
                 _add(out, s, kick)
-                hits.append(("kick", s, float(np.abs(kick).max())))
+                record("kick", s, kick)
         if pos in (4, 12) and rng.random() < density:  # snare: acoustic or electronic
             m = int(0.2 * RATE)
             noise = rng.standard_normal(m)
@@ -154,24 +159,24 @@ def generate_piece(item_id: str, style: str, max_seconds: float | None = None,
             else:
                 snare = 0.2 * noise * _env(m, 40, 0.07) + 0.15 * np.sin(2 * np.pi * 190 * np.arange(m) / RATE) * _env(m, 40, 0.05)
             _add(out, s, snare)
-            hits.append((kind, s, float(np.abs(snare).max())))
+            record(kind, s, snare)
         if rng.random() < 0.7 * density:  # hi-hat: high-passed noise burst
             m = int(0.05 * RATE)
             noise = np.diff(rng.standard_normal(m + 1))
             hihat = 0.06 * noise * _env(m, 0, 0.012)
             _add(out, s, hihat)
-            hits.append(("hihat", s, float(np.abs(hihat).max())))
+            record("hihat", s, hihat)
         if style == "electronic" and rng.random() < 0.08:  # "tick": a 1-3 sample intentional transient
             width = int(rng.integers(1, 4))
             tick = np.zeros(64)
             tick[:width] = float(rng.choice([-1, 1])) * rng.uniform(0.2, 0.5)
             tick[width:] = 0.02 * rng.standard_normal(64 - width) * np.exp(-np.arange(64 - width) / 8)
             _add(out, s, tick)
-            hits.append(("tick", s, float(np.abs(tick).max())))
+            record("tick", s, tick)
 
     peak = np.max(np.abs(out))
     gain = rng.uniform(0.3, 0.85) / peak
     out *= gain
     if events is not None:
-        events.extend((kind, start, peak_ * gain) for kind, start, peak_ in hits if start < n)
+        events.extend((kind, start, peak_ * gain) for kind, start, peak_ in hits)
     return out.astype(np.float32)[None, :], RATE
