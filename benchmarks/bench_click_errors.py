@@ -91,6 +91,7 @@ def analyse(result: dict, result_path: Path, split: str, threshold: float) -> di
                 missed.append(sorted(burst, key=ORDER.index)[0] if burst else "no burst")
     return {"false_alarms": false_alarms, "ticks": ticks, "clicks": clicks, "missed": Counter(missed)}
 
+
 def by_bin(pairs: list[tuple[float, bool]]) -> list[tuple[int, int]]:
     """(hits, count) of ``(amplitude, hit)`` pairs in each amplitude bin."""
     out = []
