@@ -26,8 +26,6 @@ run stored, and the scored split's). Nothing is trained or tuned; the threshold 
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -36,7 +34,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, machine, write_section  # noqa: E402
+from _results import RESULTS, finish_figure, machine, read_result, result_arguments, write_section  # noqa: E402
 
 BURST_SAMPLES = int(0.05 * 44100)  # a snare's or hi-hat's noise is loudest over its first 50 ms
 AMPLITUDE_BINS = (0.0, 0.15, 0.3, 0.45, 0.65, 1.0)
@@ -112,8 +110,6 @@ def plot(analyses: dict[str, dict], recipe: str, threshold: float, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from defectbench.owned_files import save_figure
-
     fig, axes = plt.subplots(1, len(analyses), figsize=(5 * len(analyses), 3.2), squeeze=False)
     labels = [f"{lo:.2f}-{hi:.2f}" for lo, hi in zip(AMPLITUDE_BINS, AMPLITUDE_BINS[1:])]
     x = np.arange(len(labels))
@@ -130,10 +126,7 @@ def plot(analyses: dict[str, dict], recipe: str, threshold: float, path: Path) -
                      f"{sum(a['missed'].values())} clicks missed", fontsize=8)
         ax.legend(fontsize=7, loc="center left")
     fig.suptitle(f"{recipe} at threshold {threshold:.4f}: intentional ticks against clicks", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)
 
 
 def report(split: str, a: dict) -> str:
@@ -152,16 +145,9 @@ Missed clicks {sum(a['missed'].values())}, by the noise burst they sit in (50 ms
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("result", type=Path, nargs="?", default=Path("results/bench/fma-clicks-post/hooknet.json"))
-    ap.add_argument("--splits", default="validation,test", help="validation and/or the result's scored split")
-    ap.add_argument("--threshold", type=float, default=None)
-    ap.add_argument("--print-only", action="store_true")
+    ap = result_arguments(__doc__, Path("results/bench/fma-clicks-post/hooknet.json"))
     args = ap.parse_args()
-    if not args.result.is_file():
-        raise SystemExit(f"{args.result}: no result; score first, e.g. `defectbench run --model hooknet "
-                         "--dataset datasets/bench/fma-clicks-post --out results/bench/fma-clicks-post/hooknet.json`")
-    result = json.loads(args.result.read_text())
+    result = read_result(args.result, ("fma-clicks", "fma-clicks-post"))
     threshold = result["threshold"]["decision"] if args.threshold is None else args.threshold
     splits = args.splits.split(",")
     recipe = result["dataset"]["recipe"]

@@ -22,8 +22,6 @@ clicks (waveform around each, the click's samples marked, the detector's frame s
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, machine, write_section  # noqa: E402
+from _results import RESULTS, finish_figure, machine, read_result, result_arguments, write_section  # noqa: E402
 
 AMPLITUDE_BINS = (0.3, 0.45, 0.65, 1.0)
 
@@ -78,8 +76,6 @@ def plot(missed: list[dict], recipe: str, threshold: float, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from defectbench.owned_files import save_figure
-
     shown = missed[:8]
     cols = 2
     rows = max(1, (len(shown) + cols - 1) // cols)
@@ -104,19 +100,14 @@ def plot(missed: list[dict], recipe: str, threshold: float, path: Path) -> Path:
     for ax in axes.ravel()[len(shown):]:
         ax.axis("off")
     fig.suptitle(f"{recipe}: clicks missed at threshold {threshold:.3f} (waveform grey, click samples red, frame scores blue, threshold dotted)", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("result", type=Path, nargs="?", default=Path("results/bench/fma-clicks/hooknet.json"))
+    ap = result_arguments(__doc__, Path("results/bench/fma-clicks/hooknet.json"), splits=False)
     ap.add_argument("--context", type=int, default=4096, help="samples on either side searched for a larger jump")
-    ap.add_argument("--print-only", action="store_true")
     args = ap.parse_args()
-    result = json.loads(args.result.read_text())
+    result = read_result(args.result, ("fma-clicks", "fma-clicks-post"))
     recipe = result["dataset"]["recipe"]
     items = clicks(result, args.result, args.context)
     buried = [c for c in items if c["buried"]]

@@ -28,7 +28,6 @@ names another (a card's F1-chosen one).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -37,7 +36,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _results import RESULTS, machine, write_section  # noqa: E402
+from _results import RESULTS, finish_figure, machine, read_result, result_arguments, write_section  # noqa: E402
 
 DISTANCE_BINS = (0.5, 1.0, 3.0, 10.0, 30.0, np.inf)  # dB; the target's threshold is the first edge
 SUB_THRESHOLD_DB = 0.01  # frames no corruption reaches measured at most 0.0054 dB (RESULTS, "fma-mp3-glitch")
@@ -198,8 +197,6 @@ def plot(analyses: dict[str, dict], threshold: float, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from defectbench.owned_files import save_figure
-
     fig, axes = plt.subplots(2, len(analyses), figsize=(5.5 * len(analyses), 6), squeeze=False)
     labels = [bin_label(lo, hi).replace(" dB", "") for lo, hi in zip(DISTANCE_BINS, DISTANCE_BINS[1:])]
     x = np.arange(len(labels))
@@ -228,25 +225,13 @@ def plot(analyses: dict[str, dict], threshold: float, path: Path) -> Path:
         f1 = a["collar"]
         ax.set_title(f"F1 {f1[0][0]:.2f}; with a 1-frame collar {f1[1][0]:.2f}, 3 frames {f1[3][0]:.2f}", fontsize=8)
     fig.suptitle(f"fma-mp3-glitch at threshold {threshold:.4f}: what the errors sit on", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
-    plt.close(fig)
-    return path
+    return finish_figure(fig, path)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("result", type=Path, nargs="?", default=Path("leaderboard/submissions/fma-mp3-glitch/hooknet/result.json"))
-    ap.add_argument("--splits", default="validation,test", help="validation and/or the result's scored split")
-    ap.add_argument("--threshold", type=float, default=None)
-    ap.add_argument("--print-only", action="store_true")
+    ap = result_arguments(__doc__, Path("leaderboard/submissions/fma-mp3-glitch/hooknet/result.json"))
     args = ap.parse_args()
-    if not args.result.is_file():
-        raise SystemExit(f"{args.result}: no result; score first, e.g. `defectbench run --model hooknet "
-                         "--dataset datasets/bench/fma-mp3-glitch --out results/bench/fma-mp3-glitch/hooknet.json`")
-    result = json.loads(args.result.read_text())
-    if result["dataset"]["recipe"] != "fma-mp3-glitch":
-        raise SystemExit(f"{args.result}: a result on {result['dataset']['recipe']}, not fma-mp3-glitch")
+    result = read_result(args.result, ("fma-mp3-glitch",))
     threshold = result["threshold"]["decision"] if args.threshold is None else args.threshold
     weights = (result["model"].get("weights_sha256") or "-")[:8]
     body = f"""Machine: {machine()}.
