@@ -53,7 +53,8 @@ class TrainingRecipe:
     val_fraction: float = 1.0  # fixed subset of validation used for selection
     val_min_rows: int = 100  # the subset is at least this many rows (all when fewer)
     metric: str = "accuracy"  # selection metric, higher is better
-    pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the RMS loss (the paper gives none)
+    pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the loss (the paper gives none)
+    loss: str = "rms"  # Hook-Net: "rms" (the paper's RMS of sigmoid outputs) or "bce" (binary cross-entropy)
     reduce_on_plateau: bool = False  # glitch recipe: factor 0.1, patience 10 evaluations
     patience: int | None = None  # early stop after this many evaluations without improvement
     balance_classes: bool = False  # multiclass: every class present in a batch weighs the same in the loss
@@ -68,6 +69,20 @@ def weighted_rms_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: fl
     """
     w = 1.0 + (pos_weight - 1.0) * target
     return torch.sqrt(total(w * (torch.sigmoid(logits.float()) - target) ** 2) / total(w))
+
+
+def weighted_bce_loss(logits: torch.Tensor, target: torch.Tensor, pos_weight: float,
+                      total: Callable[[torch.Tensor], torch.Tensor] = torch.sum) -> torch.Tensor:
+    """Binary cross-entropy of the logits, positive frames weighted by ``pos_weight``, averaged over the
+    weights: the alternative to :func:`weighted_rms_loss` (``--loss bce``). The RMS of sigmoid outputs gives a
+    frame the gradient ``(p - y) p (1 - p)``, which vanishes where the model is confidently wrong (a glitch it
+    scores 0.00); cross-entropy gives ``p - y`` there."""
+    w = 1.0 + (pos_weight - 1.0) * target
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return total(w * bce) / total(w)
+
+
+LOSSES = {"rms": weighted_rms_loss, "bce": weighted_bce_loss}  # Hook-Net's frame losses, by --loss
 
 
 # -------------------------------------------------------------------------------- checkpoints ---

@@ -47,7 +47,7 @@ from .dataset import data_files, read_manifest
 from .owned_files import write_text, written_by
 from .ownership import claim_training_folder
 from .neural import (CHECKPOINT_FORMAT, TorchDetector, TrainingRecipe, autocast, load_checkpoint,  # noqa: F401
-                     resolve_device, save_checkpoint, weighted_rms_loss)
+                     LOSSES, resolve_device, save_checkpoint, weighted_rms_loss)
 
 # --------------------------------------------------------------------------------------- data ---
 
@@ -180,6 +180,7 @@ class TrainOptions:
     batch_size: int | None = None
     lr: float | None = None
     pos_weight: float | None = None
+    loss: str | None = None  # Hook-Net: rms (the paper's) or bce
     eval_every: int | None = None
     patience: int | None = None
     reduce_on_plateau: bool | None = None
@@ -261,6 +262,9 @@ def check_train_options(opts: TrainOptions) -> None:
     for flag, value, ok, want in rules:
         if value is not None and not ok(value):  # NaN fails every rule
             raise DefectbenchError(f"{flag} must be {want}, got {value}")
+    if opts.loss is not None and (opts.model != "hooknet" or opts.loss not in LOSSES):
+        raise DefectbenchError(f"--loss {opts.loss}: hooknet trains with one of {', '.join(LOSSES)}"
+                               + ("" if opts.model == "hooknet" else f"; {opts.model} has its paper's loss only"))
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
@@ -284,6 +288,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     classes = len(manifest.get("label_names") or [0, 1])
     recipe = TrainingRecipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
+        "loss": opts.loss,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
         "metric": opts.metric, "val_fraction": opts.val_fraction, "balance_classes": opts.balance_classes,
     }.items() if v is not None}})
@@ -584,6 +589,9 @@ def load_resume_state(out: Path, model: str, opts: TrainOptions) -> dict:
         raise DefectbenchError(f"--resume: {path} is not a {model} {opts.config!r} run")
     if state["train"].get("seed") != opts.seed:
         raise DefectbenchError(f"--resume: {path} was trained with seed {state['train'].get('seed')}, not {opts.seed}")
+    if model == "hooknet" and state["train"].get("loss", "rms") != (opts.loss or "rms"):  # runs before --loss: rms
+        raise DefectbenchError(f"--resume: {path} was trained with --loss {state['train'].get('loss', 'rms')}, "
+                               f"not {opts.loss or 'rms'}")
     return state
 
 

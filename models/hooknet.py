@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from defectbench.core import DefectbenchError
 from defectbench.detectors import register
-from defectbench.neural import TorchDetector, TrainingRecipe, weighted_rms_loss
+from defectbench.neural import LOSSES, TorchDetector, TrainingRecipe
 
 from .hooknet_widen import widen_factor, widen_state_dict
 
@@ -187,7 +187,7 @@ class HookNetDetector(TorchDetector):
         return torch.sigmoid(output)
 
     def loss(self, output: torch.Tensor, batch: dict, recipe: TrainingRecipe) -> torch.Tensor:
-        return weighted_rms_loss(output, batch["target"], recipe.pos_weight, total=self.batch_sum)
+        return LOSSES[recipe.loss](output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
     def adapt_init(self, ckpt: dict, theirs: HookNetConfig | None) -> dict | None:
         """Weights of a narrower Hook-Net (this configuration with fc divided by k), widened to this one:

@@ -8,7 +8,7 @@ import torch
 
 from defectbench.core import DefectbenchError
 from defectbench.models.hooknet import CONFIGURATIONS, PAPER_PARAMETERS, HookNet, HookNetConfig, HookNetDetector, parameter_count
-from defectbench.neural import weighted_rms_loss
+from defectbench.neural import weighted_bce_loss, weighted_rms_loss
 
 
 def count_by_hand(cfg: HookNetConfig) -> int:
@@ -97,6 +97,21 @@ def test_weighted_rms_loss_by_hand():
     # a missed positive costs more with a larger positive weight
     miss = torch.tensor([[-10.0, -10.0]]), torch.tensor([[1.0, 0.0]])
     assert weighted_rms_loss(*miss, 10.0) > weighted_rms_loss(*miss, 1.0)
+
+
+def test_weighted_bce_loss_by_hand():
+    # logit 0: -log(0.5) = log 2 for either target, whatever the weights
+    assert weighted_bce_loss(torch.zeros(1, 4), torch.tensor([[1.0, 0.0, 0.0, 0.0]]), 3.0).item() == pytest.approx(math.log(2))
+    # a positive scored at logit 2 costs -log(sigmoid(2)) = log(1 + e^-2), weight 4; a negative at logit 2
+    # costs log(1 + e^2), weight 1: (4 log(1 + e^-2) + log(1 + e^2)) / 5
+    want = (4 * math.log(1 + math.exp(-2)) + math.log(1 + math.exp(2))) / 5
+    assert weighted_bce_loss(torch.tensor([[2.0, 2.0]]), torch.tensor([[1.0, 0.0]]), 4.0).item() == pytest.approx(want, rel=1e-6)
+    # confidently wrong: the RMS loss's gradient all but vanishes, cross-entropy's does not
+    logits = torch.tensor([[-12.0, -12.0]], requires_grad=True)
+    target = torch.tensor([[1.0, 0.0]])
+    rms_grad = torch.autograd.grad(weighted_rms_loss(logits, target, 1.0), logits)[0][0, 0].item()
+    bce_grad = torch.autograd.grad(weighted_bce_loss(logits, target, 1.0), logits)[0][0, 0].item()
+    assert abs(rms_grad) < 1e-4 and bce_grad == pytest.approx(-0.5, rel=1e-4)  # (p - y) / 2 frames
 
 
 def test_bad_config_and_bad_rows_fail_clearly():

@@ -205,6 +205,25 @@ def test_train_command(clicks, tmp_path):
     assert "27,331,777" in r.output and "4,569,669" in r.output and "52,979" in r.output
 
 
+def test_loss_choice_is_recorded_changes_training_and_is_checked(clicks, tmp_path):
+    """--loss bce trains Hook-Net on cross-entropy: recorded in the checkpoint, other weights than the
+    paper's RMS from the same seed; an unknown loss, or a loss for cnn6, is one clear error."""
+    common = dict(model="hooknet", dataset=str(clicks), config="tiny", max_steps=3, batch_size=4, device="cpu",
+                  progress=False, seed=3)
+    rms = train(TrainOptions(out=str(tmp_path / "rms"), **common), log=lambda s: None)
+    bce = train(TrainOptions(out=str(tmp_path / "bce"), loss="bce", **common), log=lambda s: None)
+    assert load_checkpoint(tmp_path / "rms")["train"]["loss"] == "rms" == rms["train"]["loss"]
+    assert load_checkpoint(tmp_path / "bce")["train"]["loss"] == "bce" == bce["train"]["loss"]
+    a = torch.load(tmp_path / "rms" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "bce" / "model.pt", weights_only=True)["state_dict"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(DefectbenchError, match="--loss focal: hooknet trains with one of rms, bce"):
+        train(TrainOptions(out=str(tmp_path / "x"), loss="focal", **common))
+    with pytest.raises(DefectbenchError, match="cnn6 has its paper's loss only"):
+        train(TrainOptions(**{**common, "model": "cnn6"}, out=str(tmp_path / "y"), loss="bce"))
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_runner_hooks_configurations_and_from_checkpoint(clicks, tmp_path):
     """What the runner and `defectbench models` call: cls(**options) per configuration, from_checkpoint."""
     for cls in (HookNetDetector, Cnn6Detector):

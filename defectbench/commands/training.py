@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after this many optimiser steps (cnn6 default: the paper's 98,000)"),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="default: 200 (hooknet), 512 (cnn6)"),
         lr: Optional[float] = typer.Option(None, help="default: 1e-3 (hooknet), 1e-4 (cnn6)"),
-        pos_weight: Optional[float] = typer.Option(None, "--pos-weight", help="hooknet: weight of positive frames in the RMS loss"),
+        pos_weight: Optional[float] = typer.Option(None, "--pos-weight", help="hooknet: weight of positive frames in the loss"),
+        loss: Optional[str] = typer.Option(None, "--loss", help="hooknet: rms (the paper's RMS of sigmoid outputs, default) or bce (binary cross-entropy)"),
         eval_every: Optional[int] = typer.Option(None, "--eval-every", help="iterations between evaluations (default: epoch / 100)"),
         patience: Optional[int] = typer.Option(None, help="early stop after N evaluations without improvement"),
         reduce_on_plateau: Optional[bool] = typer.Option(None, "--reduce-on-plateau/--no-reduce-on-plateau", help="the glitch recipe's LR schedule"),
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         out_dir = out or Path("checkpoints") / f"{model}-{Path(dataset).name}"
         run_training(TrainOptions(
             model=model, dataset=str(dataset), out=str(out_dir), config=config, epochs=epochs, max_steps=max_steps,
-            batch_size=batch_size, lr=lr, pos_weight=pos_weight, eval_every=eval_every, patience=patience,
+            batch_size=batch_size, lr=lr, pos_weight=pos_weight, loss=loss, eval_every=eval_every, patience=patience,
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
             overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, lr_decay=lr_decay,
