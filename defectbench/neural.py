@@ -55,6 +55,7 @@ class TrainingRecipe:
     metric: str = "accuracy"  # selection metric, higher is better
     pos_weight: float = 10.0  # Hook-Net: weight of positive frames in the loss (the paper gives none)
     loss: str = "rms"  # Hook-Net: "rms" (the paper's RMS of sigmoid outputs) or "bce" (binary cross-entropy)
+    lr_new: float | None = None  # fine-tuning: rate of the parameters the --init checkpoint lacks (None: lr)
     reduce_on_plateau: bool = False  # glitch recipe: factor 0.1, patience 10 evaluations
     patience: int | None = None  # early stop after this many evaluations without improvement
     balance_classes: bool = False  # multiclass: every class present in a batch weighs the same in the loss
@@ -269,6 +270,8 @@ class TorchDetector(Detector):
     """Config fields that :meth:`prepare` sets from the training data (not architecture)."""
     initialised: bool = False
     """True once :meth:`load_init` loaded trained weights: :meth:`prepare` must then keep them."""
+    new_parameters: frozenset[str] = frozenset()
+    """Names of the parameters the ``--init`` checkpoint did not have (an added branch): ``--lr-new``."""
 
     def load_init(self, path: str | Path) -> None:
         """Start from another defectbench checkpoint's weights (fine-tuning); CNN6 also takes a PANN file."""
@@ -288,6 +291,7 @@ class TorchDetector(Detector):
             raise DefectbenchError(f"--init {path}: a {ckpt['model']} {ckpt['config']} checkpoint does not fit this model")
         self.model.load_state_dict(state)
         self.initialised = True
+        self.new_parameters = frozenset(n for n, _ in self.model.named_parameters() if n not in ckpt["state_dict"])
 
     def adapt_init(self, ckpt: dict, theirs: Any) -> dict[str, torch.Tensor] | None:
         """A state dict for this model made from a checkpoint of another configuration (``theirs``; None for

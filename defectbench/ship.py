@@ -217,6 +217,7 @@ def model_card(payload: dict, summary: dict, result, sha256: str, size: int, dat
                          if command else "not recorded (trained before defectbench recorded argv)"),
         f"- Recipe: lr {train.get('lr')}, batch {train.get('batch_size')}, pos_weight {train.get('pos_weight')}"
         + (f", loss {train['loss']}" if train.get("loss", "rms") != "rms" else "")
+        + (f", lr {train['lr_new']} for the parameters the start lacked" if train.get("lr_new") is not None else "")
         + (f", lr x {train['lr_decay']} per epoch" if train.get("lr_decay") else "")
         + (f"; the weights are an exponential moving average (decay {train['ema']} per step), which was "
            "also what validation saw" if train.get("ema") is not None else "")

@@ -197,6 +197,7 @@ class TrainOptions:
     val_fraction: float | None = None  # fixed share of validation used for selection (CNN6: the paper's 1 %)
     metric: str | None = None  # selection metric: accuracy, f1, ap, balanced_accuracy
     lr_decay: float | None = None  # multiply the learning rate by this after every epoch (lr * decay**epoch)
+    lr_new: float | None = None  # with --init: learning rate of the parameters the checkpoint lacks (an added branch)
     resume: bool = False  # continue from OUT/last.pt (written at the end of every epoch)
     balance_classes: bool | None = None  # multiclass: class-balanced loss (the paper's NLL is unweighted)
     ema: float | None = None  # evaluate and keep an exponential moving average of the weights (decay per step)
@@ -251,6 +252,7 @@ def check_train_options(opts: TrainOptions) -> None:
         ("--max-steps", opts.max_steps, lambda v: v >= 1, "at least 1"),
         ("--batch-size", opts.batch_size, lambda v: v >= 1, "at least 1"),
         ("--lr", opts.lr, lambda v: v > 0, "above 0"),
+        ("--lr-new", opts.lr_new, lambda v: v > 0, "above 0"),
         ("--eval-every", opts.eval_every, lambda v: v >= 1, "at least 1"),
         ("--patience", opts.patience, lambda v: v >= 0, "at least 0"),
         ("--pos-weight", opts.pos_weight, lambda v: v > 0, "above 0"),
@@ -265,6 +267,8 @@ def check_train_options(opts: TrainOptions) -> None:
     if opts.loss is not None and (opts.model != "hooknet" or opts.loss not in LOSSES):
         raise DefectbenchError(f"--loss {opts.loss}: hooknet trains with one of {', '.join(LOSSES)}"
                                + ("" if opts.model == "hooknet" else f"; {opts.model} has its paper's loss only"))
+    if opts.lr_new is not None and not opts.init:
+        raise DefectbenchError("--lr-new sets the rate of the parameters --init does not provide: it needs --init")
 
 
 def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
@@ -288,7 +292,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     classes = len(manifest.get("label_names") or [0, 1])
     recipe = TrainingRecipe(**{**asdict(cls.recipe), **{k: v for k, v in {
         "lr": opts.lr, "batch_size": opts.batch_size, "epochs": opts.epochs, "max_steps": opts.max_steps, "pos_weight": opts.pos_weight,
-        "loss": opts.loss,
+        "loss": opts.loss, "lr_new": opts.lr_new,
         "eval_every": opts.eval_every, "patience": opts.patience, "reduce_on_plateau": opts.reduce_on_plateau,
         "metric": opts.metric, "val_fraction": opts.val_fraction, "balance_classes": opts.balance_classes,
     }.items() if v is not None}})
@@ -346,8 +350,14 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
     if recipe.val_fraction < 1.0:  # a fixed small subset evaluated often: decode it once
         val_loader = list(val_loader)
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.Adam(trainable, lr=recipe.lr, betas=recipe.betas)
+    if opts.lr_new is not None and not det.new_parameters:
+        raise DefectbenchError(f"--lr-new: {opts.init} provides every parameter of this model; nothing is new")
+    trainable = [(n, p) for n, p in D.unwrap(model).named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in trainable if n not in det.new_parameters or recipe.lr_new is None],
+               "base_lr": recipe.lr}]
+    if recipe.lr_new is not None:  # an added branch learns from scratch while the loaded weights are fine-tuned
+        groups.append({"params": [p for n, p in trainable if n in det.new_parameters], "base_lr": recipe.lr_new})
+    optim = torch.optim.Adam([{**g, "lr": g["base_lr"]} for g in groups], betas=recipe.betas)
     ema = WeightAverage(det.model, opts.ema) if opts.ema is not None else None
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.1, patience=10) \
         if recipe.reduce_on_plateau else None
@@ -454,7 +464,7 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
             epoch_start = step
             if opts.lr_decay:  # a pure function of the epoch, so a resumed run follows the same schedule
                 for group in optim.param_groups:
-                    group["lr"] = recipe.lr * opts.lr_decay ** epoch
+                    group["lr"] = group.get("base_lr", recipe.lr) * opts.lr_decay ** epoch  # runs before --lr-new: lr
             seen = 0
             for b in D.every_rank_has(loader(train_data, per_rank, opts.workers, pin), ctx):
                 b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
@@ -592,6 +602,8 @@ def load_resume_state(out: Path, model: str, opts: TrainOptions) -> dict:
     if model == "hooknet" and state["train"].get("loss", "rms") != (opts.loss or "rms"):  # runs before --loss: rms
         raise DefectbenchError(f"--resume: {path} was trained with --loss {state['train'].get('loss', 'rms')}, "
                                f"not {opts.loss or 'rms'}")
+    if state["train"].get("lr_new") != opts.lr_new:  # another optimiser layout (one or two parameter groups)
+        raise DefectbenchError(f"--resume: {path} was trained with --lr-new {state['train'].get('lr_new')}, not {opts.lr_new}")
     return state
 
 

@@ -19,6 +19,11 @@ the expansion kernel (5) gives 27,331,777, 0.09 % above the paper: that is the `
 configuration. The paper does not show where its remaining parameters sit, so this is the nearest
 natural reading, not a confirmed one. Unstated choices, named in ``HookNetConfig``: LeakyReLU(0.2) as in
 Wave-U-Net; batch norm and activation after the expanding conv; no activation after the transposed conv.
+
+Not in the paper: ``spectral > 0`` adds a log-power-spectrum branch (:class:`SpectralBranch`) beside the
+waveform path, for MP3 glitches: their target is a log-spectral distance on the same frame grid, and the
+damage the narrow CPU models miss lies in a few bins under loud music (benchmarks/bench_glitch_errors.py).
+Its output starts at zero, so weights of the same configuration without it load and give the same scores.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class HookNetConfig:
     output_length: int = 128
     leaky_slope: float = 0.2  # Wave-U-Net's LeakyReLU; the paper does not name its activation
     positive_rate: float = 0.00078  # initial output bias = logit(rate): 0.078 % of FMA click targets
+    spectral: int = 0  # channels of the log-spectrum branch (SpectralBranch); 0: the paper's model
+    spectral_fft: int = 256  # its window (the glitch target's n_fft), one frame per output frame
 
     def __post_init__(self) -> None:
         bottom = self.input_length >> self.depth
@@ -58,6 +65,9 @@ class HookNetConfig:
         ups = math.log2(self.output_length / bottom)
         if ups != int(ups) or not 0 <= ups <= (self.depth // 2):
             raise ValueError(f"output_length {self.output_length} is not bottom length {bottom} times 2^k, k <= depth/2")
+        hop = self.input_length // self.output_length
+        if self.spectral and (self.spectral_fft < hop or (self.spectral_fft - hop) % 2):
+            raise ValueError(f"spectral_fft {self.spectral_fft} must be >= the frame hop {hop}, the difference even")
 
     def up_strides(self) -> list[int]:
         """Stride of each expanding block: 2 at every second block (j = 1, 3, ...) until the output length."""
@@ -105,6 +115,47 @@ class UpBlock(nn.Module):
         return F.leaky_relu(self.bn(self.conv(torch.cat([x, skip], dim=1))), self.slope)
 
 
+class SpectralBranch(nn.Module):
+    """Log power spectrum per output frame -> ``spectral`` channels per frame, mixed with the waveform path.
+
+    Frame f is a periodic Hann window of ``spectral_fft`` samples centred on the f-th hop of input samples
+    (the framing of the glitch target, :func:`defectbench.defects.mp3_glitch.power_spectra`), power floored
+    at -80 dB. Batch norm per bin, then three convs over frames (kernel 3, dilation 1, 2, 4: +-7 frames of
+    context), then one conv over them and the waveform path's last block. Its 1x1 output conv starts at
+    zero weight: the model's logits are the waveform path's until training moves it.
+    """
+
+    def __init__(self, c_wave: int, cfg: HookNetConfig) -> None:
+        super().__init__()
+        self.hop = cfg.input_length // cfg.output_length
+        self.n_fft = cfg.spectral_fft
+        bins, s = self.n_fft // 2 + 1, cfg.spectral
+        self.register_buffer("window", torch.hann_window(self.n_fft, periodic=True, dtype=torch.float64).float(),
+                             persistent=False)
+        self.norm = nn.BatchNorm1d(bins)
+        self.convs = nn.ModuleList(nn.Conv1d(bins if i == 0 else s, s, 3, padding=d, dilation=d) for i, d in enumerate((1, 2, 4)))
+        self.bns = nn.ModuleList(nn.BatchNorm1d(s) for _ in range(3))
+        self.mix = nn.Conv1d(s + c_wave, s, 3, padding=1)
+        self.mix_bn = nn.BatchNorm1d(s)
+        self.out = nn.Conv1d(s, 1, 1, bias=False)
+        nn.init.zeros_(self.out.weight)
+        self.slope = cfg.leaky_slope
+
+    def log_power(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, n] -> [B, bins, n // hop] in dB."""
+        pad = (self.n_fft - self.hop) // 2
+        frames = F.pad(x, (pad, pad)).unfold(-1, self.n_fft, self.hop)[:, : x.shape[-1] // self.hop]
+        power = torch.fft.rfft(frames.float() * self.window, dim=-1).abs().square()
+        return (10.0 * torch.log10(power + 1e-8)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, wave: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.log_power(x))
+        for conv, bn in zip(self.convs, self.bns):
+            h = F.leaky_relu(bn(conv(h)), self.slope)
+        h = F.leaky_relu(self.mix_bn(self.mix(torch.cat([h, wave], dim=1))), self.slope)
+        return self.out(h)
+
+
 class HookNet(nn.Module):
     def __init__(self, cfg: HookNetConfig) -> None:
         super().__init__()
@@ -128,6 +179,7 @@ class HookNet(nn.Module):
             self.up.append(UpBlock(c_in, c, c, strides[j], cfg))
             c_in = c
         self.out = nn.Conv1d(c_in, 1, 1)
+        self.spectral = SpectralBranch(c_in, cfg) if cfg.spectral else None
         p = cfg.positive_rate
         nn.init.constant_(self.out.bias, math.log(p / (1 - p)))  # the paper's bias initialisation
 
@@ -141,7 +193,10 @@ class HookNet(nn.Module):
         h = self.bottleneck(h)
         for block, s in zip(self.up, reversed(skips)):
             h = block(h, s)
-        return self.out(h).squeeze(1)
+        logits = self.out(h)
+        if self.spectral is not None:
+            logits = logits + self.spectral(x, h)
+        return logits.squeeze(1)
 
 
 def parameter_count(model: nn.Module) -> int:
@@ -153,7 +208,9 @@ CONFIGURATIONS = {
     "plain": HookNetConfig(fc=27, bottleneck=False),
     "small": HookNetConfig(fc=8),  # CPU runs
     "cpu": HookNetConfig(fc=4),  # the shipped CPU-trained weights (0.6 M parameters, ~70 segments/s training on 2 cores)
+    "cpu-spectral": HookNetConfig(fc=4, spectral=64),  # "cpu" plus the log-spectrum branch (glitches)
     "tiny": HookNetConfig(fc=2, depth=9),  # tests
+    "tiny-spectral": HookNetConfig(fc=2, depth=9, spectral=8),  # tests
 }
 
 
@@ -192,6 +249,12 @@ class HookNetDetector(TorchDetector):
     def adapt_init(self, ckpt: dict, theirs: HookNetConfig | None) -> dict | None:
         """Weights of a narrower Hook-Net (this configuration with fc divided by k), widened to this one:
         the same outputs (:mod:`models.hooknet_widen`)."""
+        if theirs is not None and not theirs.spectral and self.config.spectral \
+                and replace(theirs, spectral=self.config.spectral, spectral_fft=self.config.spectral_fft,
+                            positive_rate=self.config.positive_rate) == self.config:
+            # the same model without the spectral branch: the branch keeps its initialisation (zero output)
+            self.config = replace(self.config, positive_rate=theirs.positive_rate)
+            return {**{k: v for k, v in self.model.state_dict().items() if k.startswith("spectral.")}, **ckpt["state_dict"]}
         if theirs is None or widen_factor(theirs, self.config) is None:
             return None
         self.config = replace(self.config, positive_rate=theirs.positive_rate)

@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         metric: Optional[str] = typer.Option(None, "--metric", help="validation metric that picks the best weights: accuracy (the paper's), f1, ap, balanced_accuracy"),
         val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="share of validation used to pick the best weights (cnn6 default: the paper's 0.01)"),
         lr_decay: Optional[float] = typer.Option(None, "--lr-decay", help="multiply the learning rate by this after every epoch"),
+        lr_new: Optional[float] = typer.Option(None, "--lr-new", help="with --init: learning rate of the parameters the checkpoint lacks (e.g. hooknet --config cpu-spectral's branch)"),
         resume: bool = typer.Option(False, "--resume", help="continue the run in --out from its last finished epoch"),
         threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: torch's)"),
         balance_classes: Optional[bool] = typer.Option(None, "--balance-classes/--no-balance-classes", help="cnn6: weigh every class in a batch the same in the loss (the paper's NLL does not)"),
@@ -63,7 +64,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size, lr=lr, pos_weight=pos_weight, loss=loss, eval_every=eval_every, patience=patience,
             reduce_on_plateau=reduce_on_plateau, init=None if init is None else str(init), device=device,
             seed=seed, workers=workers, source=source, metadata=None if metadata is None else str(metadata),
-            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, lr_decay=lr_decay,
+            overrides=overrides, metric=metric, resume=resume, val_fraction=val_fraction, lr_decay=lr_decay, lr_new=lr_new,
             balance_classes=balance_classes, ema=ema, command=command_line(),
         ), log=typer.echo)
 
