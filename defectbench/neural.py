@@ -299,6 +299,13 @@ class TorchDetector(Detector):
         the config's data fields. None: the checkpoint does not fit."""
         return None
 
+    def with_added_branch(self, ckpt: dict, prefix: str) -> dict[str, torch.Tensor]:
+        """For :meth:`adapt_init`: a checkpoint of this model without the branch under ``prefix`` (which this
+        configuration adds); its weights load strictly into everything else, the branch keeps its
+        initialisation (zero output, so the scores start the same)."""
+        fresh = {k: v for k, v in self.model.state_dict().items() if k.startswith(prefix)}
+        return {**fresh, **ckpt["state_dict"]}
+
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 

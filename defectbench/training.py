@@ -352,11 +352,12 @@ def train(opts: TrainOptions, log: Callable[[str], None] = print) -> dict:
 
     if opts.lr_new is not None and not det.new_parameters:
         raise DefectbenchError(f"--lr-new: {opts.init} provides every parameter of this model; nothing is new")
+    # with --lr-new an added branch learns from scratch in its own group while the loaded weights are fine-tuned
+    new = det.new_parameters if recipe.lr_new is not None else frozenset()
     trainable = [(n, p) for n, p in D.unwrap(model).named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in trainable if n not in det.new_parameters or recipe.lr_new is None],
-               "base_lr": recipe.lr}]
-    if recipe.lr_new is not None:  # an added branch learns from scratch while the loaded weights are fine-tuned
-        groups.append({"params": [p for n, p in trainable if n in det.new_parameters], "base_lr": recipe.lr_new})
+    groups = [{"params": [p for n, p in trainable if n not in new], "base_lr": recipe.lr}]
+    if new:
+        groups.append({"params": [p for n, p in trainable if n in new], "base_lr": recipe.lr_new})
     optim = torch.optim.Adam([{**g, "lr": g["base_lr"]} for g in groups], betas=recipe.betas)
     ema = WeightAverage(det.model, opts.ema) if opts.ema is not None else None
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(optim, mode="max", factor=0.1, patience=10) \

@@ -376,4 +376,4 @@ class Cnn6Detector(TorchDetector):
         into everything but the branch, which keeps its initialisation (zero output: the same outputs)."""
         if theirs is None or theirs.wave_features or replace(theirs, wave_features=True) != self.config:
             return None
-        return {**{k: v for k, v in self.model.state_dict().items() if k.startswith("wave.")}, **ckpt["state_dict"]}
+        return self.with_added_branch(ckpt, "wave.")

@@ -252,9 +252,8 @@ class HookNetDetector(TorchDetector):
         if theirs is not None and not theirs.spectral and self.config.spectral \
                 and replace(theirs, spectral=self.config.spectral, spectral_fft=self.config.spectral_fft,
                             positive_rate=self.config.positive_rate) == self.config:
-            # the same model without the spectral branch: the branch keeps its initialisation (zero output)
-            self.config = replace(self.config, positive_rate=theirs.positive_rate)
-            return {**{k: v for k, v in self.model.state_dict().items() if k.startswith("spectral.")}, **ckpt["state_dict"]}
+            self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the branch
+            return self.with_added_branch(ckpt, "spectral.")
         if theirs is None or widen_factor(theirs, self.config) is None:
             return None
         self.config = replace(self.config, positive_rate=theirs.positive_rate)
