@@ -85,8 +85,40 @@ def test_apply_replays_sample_exactly():
     assert a.tobytes() == b.tobytes()
 
 
+def test_busy_fraction_zero_draws_what_the_recipe_draws():
+    """The training-only option, left at 0, takes no random number: every build keeps its bytes."""
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, SEG).astype(np.float32)
+    plain, zero = make({"kind": "click", "probability": 0.5}), make({"kind": "click", "probability": 0.5, "busy_fraction": 0.0})
+    for k in range(200):
+        assert plain.sample(rng_for(5, "busy", k), x, 44100) == zero.sample(rng_for(5, "busy", k), x, 44100)
+
+
+def test_busy_clicks_go_where_the_music_jumps():
+    """A quiet sine with one burst of noise: busy placement puts clicks in the burst by its weight."""
+    rng = np.random.default_rng(2)
+    n = np.arange(SEG)
+    x = (0.05 * np.sin(2 * np.pi * 220 * n / 44100)).astype(np.float32)  # jumps of at most 0.0016
+    burst = slice(8000, 9000)  # 6 % of the segment
+    x[burst] += 0.2 * rng.standard_normal(1000).astype(np.float32)  # mean jump about 0.23
+    # The weight the burst holds, computed here from the docstring's rule (mean |jump| over 64 samples).
+    jumps = np.abs(np.diff(x.astype(np.float64), prepend=x[0]))
+    local = np.convolve(jumps, np.ones(64) / 64, mode="same")[: SEG - 2]
+    inside = local[7990:9000].sum() / local.sum()
+    assert inside > 0.9
+    k_total = 1000
+    for fraction, expected in ((1.0, inside), (0.5, 0.5 * inside + 0.5 * 1010 / (SEG - 2))):
+        click = make({"kind": "click", "probability": 1.0, "min_length": 3, "max_length": 3, "busy_fraction": fraction})
+        pos = np.array([click.sample(rng_for(9, "busy", k), x, 44100)["position"] for k in range(k_total)])
+        hits = np.mean((pos >= 7990) & (pos < 9000))
+        assert abs(hits - expected) < 5 * np.sqrt(expected * (1 - expected) / k_total)
+    # Silence has no jumps: placement falls back to uniform instead of failing.
+    click = make({"kind": "click", "probability": 1.0, "busy_fraction": 1.0})
+    pos = [click.sample(rng_for(9, "silent", k), np.zeros(SEG, np.float32), 44100)["position"] for k in range(200)]
+    assert min(pos) < SEG // 4 and max(pos) > 3 * SEG // 4
+
+
 @pytest.mark.parametrize("bad", [{"kind": "click", "probability": 1.5}, {"kind": "click", "min_amplitude": 0.9, "max_amplitude": 0.5},
-                                 {"kind": "click", "lenght": 2}])
+                                 {"kind": "click", "lenght": 2}, {"kind": "click", "busy_fraction": 1.5}])
 def test_bad_click_config_rejected(bad):
     with pytest.raises(ValueError):
         make(bad)
