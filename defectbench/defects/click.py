@@ -7,9 +7,9 @@ offset ``a ~ U[0.3, 1)`` and one random sign ``s`` per click, the sign inverted 
 
 Not in the paper, for training only (``defectbench train --set defect.busy_fraction=F``): a fraction F of
 the clicks is placed where the music is busiest instead of uniformly, the position drawn with probability
-proportional to the mean absolute sample-to-sample jump over the 64 samples around
-it. Those are the clicks a detector misses (inside snare and hi-hat noise, benchmarks/bench_click_errors.py),
-and uniform placement puts few of them there. At F = 0 (every recipe) no extra random number is drawn, so
+proportional to the mean absolute sample-to-sample jump over the 64 samples around it. Those are the clicks
+a detector misses (inside snare and hi-hat noise, benchmarks/bench_click_errors.py), and uniform placement
+puts few of them there. At F = 0 (every recipe) no extra random number is drawn, so
 builds are unchanged.
 """
 
