@@ -61,8 +61,7 @@ def piece_hits(item_id: str) -> tuple[list[tuple[str, int, float]], np.ndarray]:
 
 def prominence(clean: np.ndarray, position: int, amplitude: float) -> float:
     """``amplitude`` over the RMS of ``clean``'s sample-to-sample jumps within PROMINENCE_WINDOW of ``position``."""
-    jumps = np.diff(clean.astype(np.float64))
-    local = jumps[max(0, position - PROMINENCE_WINDOW) : position + PROMINENCE_WINDOW]
+    local = np.diff(clean[max(0, position - PROMINENCE_WINDOW) : position + PROMINENCE_WINDOW + 1].astype(np.float64))
     rms = float(np.sqrt(np.mean(local**2)))
     return amplitude / rms if rms > 0 else np.inf
 
