@@ -24,6 +24,13 @@ Not in the paper: ``spectral > 0`` adds a log-power-spectrum branch (:class:`Spe
 waveform path, for MP3 glitches: their target is a log-spectral distance on the same frame grid, and the
 damage the narrow CPU models miss lies in a few bins under loud music (benchmarks/bench_glitch_errors.py).
 Its output starts at zero, so weights of the same configuration without it load and give the same scores.
+
+Not in the paper either: ``symmetric`` makes the model polarity-invariant. Its logits are the mean of the
+network's logits for ``x`` and ``-x``. A click's sign is random (SPEC 2: ``x[n] + s*a``, ``s`` = +-1) and music
+has no preferred polarity, so a click detector's score should not depend on the sign; an unconstrained
+network's does (the shipped clicks weights miss different clicks on ``-x``), and the mean of the two views makes
+fewer errors than either. The cost is two forward passes. The configuration holds a ``polarity`` buffer
+(+1, -1), so its state dict, and the weights hash the results record, differ from the same weights without it.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class HookNetConfig:
     positive_rate: float = 0.00078  # initial output bias = logit(rate): 0.078 % of FMA click targets
     spectral: int = 0  # channels of the log-spectrum branch (SpectralBranch); 0: the paper's model
     spectral_fft: int = 256  # its window (the glitch target's n_fft), one frame per output frame
+    symmetric: bool = False  # logits = mean of the logits for x and -x (polarity-invariant; see the docstring)
 
     def __post_init__(self) -> None:
         bottom = self.input_length >> self.depth
@@ -182,9 +190,18 @@ class HookNet(nn.Module):
         self.spectral = SpectralBranch(c_in, cfg) if cfg.spectral else None
         p = cfg.positive_rate
         nn.init.constant_(self.out.bias, math.log(p / (1 - p)))  # the paper's bias initialisation
+        if cfg.symmetric:
+            self.register_buffer("polarity", torch.tensor([1.0, -1.0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: [B, input_length] waveform -> [B, output_length] logits."""
+        if not self.cfg.symmetric:
+            return self.logits(x)
+        views = (self.polarity.to(x.dtype)[:, None, None] * x).flatten(0, 1)  # [x; -x]: one batch of 2B
+        return self.logits(views).unflatten(0, (2, len(x))).mean(0)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The network on one polarity: [B, input_length] -> [B, output_length]."""
         h = x.unsqueeze(1)
         skips = []
         for block in self.down:
@@ -209,8 +226,11 @@ CONFIGURATIONS = {
     "small": HookNetConfig(fc=8),  # CPU runs
     "cpu": HookNetConfig(fc=4),  # the shipped CPU-trained weights (0.6 M parameters, ~70 segments/s training on 2 cores)
     "cpu-spectral": HookNetConfig(fc=4, spectral=64),  # "cpu" plus the log-spectrum branch (glitches)
+    "cpu-symmetric": HookNetConfig(fc=4, symmetric=True),  # "cpu", polarity-invariant (clicks)
+    "small-symmetric": HookNetConfig(fc=8, symmetric=True),  # "small", polarity-invariant (clicks)
     "tiny": HookNetConfig(fc=2, depth=9),  # tests
     "tiny-spectral": HookNetConfig(fc=2, depth=9, spectral=8),  # tests
+    "tiny-symmetric": HookNetConfig(fc=2, depth=9, symmetric=True),  # tests
 }
 
 
@@ -247,17 +267,28 @@ class HookNetDetector(TorchDetector):
         return LOSSES[recipe.loss](output, batch["target"], recipe.pos_weight, total=self.batch_sum)
 
     def adapt_init(self, ckpt: dict, theirs: HookNetConfig | None) -> dict | None:
-        """Weights of a narrower Hook-Net (this configuration with fc divided by k), widened to this one:
-        the same outputs (:mod:`models.hooknet_widen`)."""
-        if theirs is not None and not theirs.spectral and self.config.spectral \
+        """A state dict for this configuration from weights of another Hook-Net configuration, where the outputs
+        stay those of the trained weights: a narrower one (fc divided by k), widened (:mod:`models.hooknet_widen`);
+        the same without the log-spectrum branch (the branch starts at zero output); with or without polarity
+        invariance (``symmetric`` adds no parameter: only the ``polarity`` buffer), in any combination with
+        the widening."""
+        if theirs is None:
+            return None
+        state = {k: v for k, v in ckpt["state_dict"].items() if k != "polarity"}
+        theirs = replace(theirs, symmetric=self.config.symmetric)
+        polarity = {"polarity": self.model.polarity.clone()} if self.config.symmetric else {}
+        if replace(theirs, positive_rate=self.config.positive_rate) == self.config:
+            self.config = theirs
+            return {**state, **polarity}
+        if not theirs.spectral and self.config.spectral \
                 and replace(theirs, spectral=self.config.spectral, spectral_fft=self.config.spectral_fft,
                             positive_rate=self.config.positive_rate) == self.config:
             self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the branch
-            return self.with_added_branch(ckpt, "spectral.")
-        if theirs is None or widen_factor(theirs, self.config) is None:
+            return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, "spectral.")
+        if widen_factor(theirs, self.config) is None:
             return None
         self.config = replace(self.config, positive_rate=theirs.positive_rate)
-        return widen_state_dict(ckpt["state_dict"], theirs, self.config)
+        return {**widen_state_dict(state, theirs, self.config), **polarity}
 
     def prepare(self, dataset) -> None:
         """Output bias = logit(positive rate of the training targets) (music paper, section 6.1)."""
