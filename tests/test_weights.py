@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 # these builds hold few defects (one missed click of ten is F1 ~95). Test-only tiny weights: their card's
 # figure (F1 88.9) less a margin.
 # Floors well above chance (a random or broken model scores near 0 F1 / 0.2 balanced accuracy) and below what
-# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 97.8, fma-clicks-post 96.7, fma-mp3-glitch 93.4,
+# the shipped weights reach on the benchmark builds (model cards): fma-clicks test F1 98.0, fma-clicks-post 96.7, fma-mp3-glitch 93.4,
 # video-artifacts 0.957;
 # the small fma-clicks build holds about ten clicks, where one error already costs about 10 points of F1.
 SHIPPED_FLOORS = {"fma-clicks": 85.0, "fma-clicks-post": 85.0, "fma-mp3-glitch": 60.0, "video-artifacts": 0.6}
