@@ -72,14 +72,18 @@ def test_widening_is_deterministic_and_refuses_what_is_not_a_widening():
 
 
 def test_init_of_small_from_the_shipped_cpu_weights_keeps_their_scores():
-    """`defectbench train --config small --init <shipped cpu weights>` starts from the shipped detector."""
-    cpu = [s.path for s in available() if s.model == "hooknet" and load_checkpoint(s.path)["config_name"] == "cpu"]
-    assert cpu, "no shipped Hook-Net of configuration cpu to widen"
-    path = next((p for p in cpu if "fma-clicks." in p.name), cpu[0])
+    """`defectbench train --config small --init <shipped cpu weights>` starts from the shipped detector
+    (``small-symmetric`` from ``cpu-symmetric`` weights)."""
+    narrow = {"cpu": "small", "cpu-symmetric": "small-symmetric"}
+    cpu = [(s.path, narrow[name]) for s in available() if s.model == "hooknet"
+           and (name := load_checkpoint(s.path)["config_name"]) in narrow]
+    assert cpu, "no shipped Hook-Net of configuration cpu or cpu-symmetric to widen"
+    path, config = next((c for c in cpu if "fma-clicks." in c[0].name), cpu[0])
     shipped = HookNetDetector(checkpoint=path, device="cpu")
-    wide = HookNetDetector(config="small", device="cpu")
+    wide = HookNetDetector(config=config, device="cpu")
     wide.load_init(path)
-    assert wide.initialised and wide.config.fc == CONFIGURATIONS["small"].fc
+    assert wide.initialised and wide.config.fc == CONFIGURATIONS[config].fc
+    assert wide.config.symmetric == shipped.config.symmetric
     assert wide.config.positive_rate == shipped.config.positive_rate
     t = torch.arange(16384) / 44100
     x = 0.2 * torch.sin(2 * torch.pi * torch.tensor([[220.0], [330.0], [440.0]]) * t) + 0.01 * torch.randn(3, 16384)
