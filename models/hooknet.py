@@ -224,9 +224,9 @@ CONFIGURATIONS = {
     "reference": HookNetConfig(fc=27, bottleneck=True),
     "plain": HookNetConfig(fc=27, bottleneck=False),
     "small": HookNetConfig(fc=8),  # CPU runs
-    "cpu": HookNetConfig(fc=4),  # the shipped CPU-trained weights (0.6 M parameters, ~70 segments/s training on 2 cores)
+    "cpu": HookNetConfig(fc=4),  # the base of the shipped CPU-trained weights (0.6 M parameters, ~70 segments/s training on 2 cores)
     "cpu-spectral": HookNetConfig(fc=4, spectral=64),  # "cpu" plus the log-spectrum branch (glitches)
-    "cpu-symmetric": HookNetConfig(fc=4, symmetric=True),  # "cpu", polarity-invariant (clicks)
+    "cpu-symmetric": HookNetConfig(fc=4, symmetric=True),  # "cpu", polarity-invariant (the shipped clicks weights)
     "small-symmetric": HookNetConfig(fc=8, symmetric=True),  # "small", polarity-invariant (clicks)
     "tiny": HookNetConfig(fc=2, depth=9),  # tests
     "tiny-spectral": HookNetConfig(fc=2, depth=9, spectral=8),  # tests
