@@ -26,7 +26,7 @@ damage the narrow CPU models miss lies in a few bins under loud music (benchmark
 Its output starts at zero, so weights of the same configuration without it load and give the same scores.
 
 Not in the paper either: ``symmetric`` makes the model polarity-invariant. Its logits are the mean of the
-network's logits for ``x`` and ``-x``. A click's sign is random (SPEC 2: ``x[n] + s*a``, ``s`` = +-1) and music
+network's logits for ``x`` and ``-x``. A click's sign is random (SPEC 1.1: ``x[n] + s*a``, ``s`` = +-1) and music
 has no preferred polarity, so a click detector's score should not depend on the sign; an unconstrained
 network's does (the shipped clicks weights miss different clicks on ``-x``), and the mean of the two views makes
 fewer errors than either. The cost is two forward passes. The configuration holds a ``polarity`` buffer
