@@ -105,6 +105,7 @@ def local_z(audio: np.ndarray, position: int, length: int) -> tuple[float, int]:
 
 
 def analyse(result: dict, result_path: Path, split: str, threshold: float) -> dict:
+    from defectbench.audio_io import as_float32
     from defectbench.dataset import iter_rows
 
     key = "predictions" if split == result["dataset"]["split"] else "validation_predictions"
@@ -137,7 +138,7 @@ def analyse(result: dict, result_path: Path, split: str, threshold: float) -> di
             p = int(row["click_position"])
             found = bool(flagged[target].any())
             amplitude = float(row["click_amplitude"])
-            z, rivals = local_z(np.asarray(row["audio"]).reshape(-1), p, int(row["click_length"]))
+            z, rivals = local_z(as_float32(row["audio"]), p, int(row["click_length"]))
             clicks.append((amplitude, found, prominence(piece[start : start + n], p, amplitude), z, rivals))
             if not found:
                 burst = [kind for kind, pos, _ in local

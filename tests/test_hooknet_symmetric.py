@@ -2,6 +2,7 @@
 logits for x and -x, so a click and its negation score the same; weights trained without it load as its
 starting point, and its state dict (so its weights hash) tells it from the same weights without it."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -76,7 +77,7 @@ def test_symmetric_weights_load_back_widen_and_train(model_clicks, tmp_path):
         assert torch.allclose((back.model(x) + back.model(-x)) / 2, det.model(x), atol=1e-5)
 
     wide = HookNetDetector(config="tiny-symmetric", device="cpu")
-    wide.config = type(wide.config)(**{**vars(CONFIGURATIONS["tiny-symmetric"]), "fc": 4})
+    wide.config = replace(CONFIGURATIONS["tiny-symmetric"], fc=4)
     wide.model = HookNet(wide.config)
     wide.init_from(load_checkpoint(tmp_path / "sym" / "model.pt"))
     wide.model.eval()
