@@ -31,6 +31,13 @@ has no preferred polarity, so a click detector's score should not depend on the 
 network's does (the shipped clicks weights miss different clicks on ``-x``), and the mean of the two views makes
 fewer errors than either. The cost is two forward passes. The configuration holds a ``polarity`` buffer
 (+1, -1), so its state dict, and the weights hash the results record, differ from the same weights without it.
+
+Not in the paper either: ``jump_z > 0`` adds a second input, the *locally normalised jumps* (:class:`JumpZ`):
+each sample-to-sample jump divided by the RMS of the jumps within ``jump_z`` samples either side, the jump's
+own neighbourhood left out. The clicks the CPU models miss are the ones whose jump stands fewer than 5 local
+sigmas above the drum noise they sit in (benchmarks/bench_click_errors.py, "local z"); a ReLU network can
+only approximate that division, so the ratio is computed here. Its conv starts at zero weight: the weights of
+the same configuration without it load and give the same scores.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class HookNetConfig:
     spectral: int = 0  # channels of the log-spectrum branch (SpectralBranch); 0: the paper's model
     spectral_fft: int = 256  # its window (the glitch target's n_fft), one frame per output frame
     symmetric: bool = False  # logits = mean of the logits for x and -x (polarity-invariant; see the docstring)
+    jump_z: int = 0  # half-width (samples) of the locally normalised jump input (JumpZ); 0: the paper's model
 
     def __post_init__(self) -> None:
         bottom = self.input_length >> self.depth
@@ -99,8 +107,9 @@ class DownBlock(nn.Module):
         self.skip = nn.Conv1d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         self.slope = cfg.leaky_slope
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = F.leaky_relu(self.bn1(self.conv1(x)), self.slope)
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.conv1(x) if extra is None else self.conv1(x) + extra  # extra: JumpZ's conv, first block only
+        h = F.leaky_relu(self.bn1(h), self.slope)
         h = F.leaky_relu(self.bn2(self.conv2(h)), self.slope)
         h = h + self.skip(x)
         return F.max_pool1d(h, 2), h  # (pooled for the next block, full-length for the horizontal skip)
@@ -121,6 +130,50 @@ class UpBlock(nn.Module):
         x = self.up(x)
         skip = F.max_pool1d(skip, skip.shape[-1] // x.shape[-1])  # horizontal skip at the current length
         return F.leaky_relu(self.bn(self.conv(torch.cat([x, skip], dim=1))), self.slope)
+
+
+class JumpZ(nn.Module):
+    """Locally normalised jumps -> a conv whose output joins the first block's first conv.
+
+    ``z[n] = d[n] / sqrt(mean of d[m]^2 over |m - n| <= W, |m - n| > GAP + eps^2)``, ``d[n] = x[n] - x[n-1]``
+    (``d[0] = 0``): how many local RMS units a jump stands above the jumps around it, the +-GAP samples around
+    it left out so that a click does not raise its own scale (a click is 1 to 3 samples, SPEC 1.1). ``asinh``
+    keeps the sign (the model stays polarity-invariant) and compresses the clear clicks, which the waveform
+    path sees anyway. Window sums come from a float64 cumulative sum (float32 would cancel catastrophically
+    where quiet audio follows loud). Its conv starts at zero weight and bias.
+    """
+
+    GAP = 4
+    EPS = 1e-4  # jump-scale floor (-80 dB of full scale), for digital silence
+
+    def __init__(self, c_out: int, cfg: HookNetConfig) -> None:
+        super().__init__()
+        self.half = cfg.jump_z
+        k = cfg.kernel_down
+        self.conv = nn.Conv1d(1, c_out, k, padding=k // 2)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    @staticmethod
+    def window_sums(v: torch.Tensor, half: int) -> torch.Tensor:
+        """[B, n] -> [B, n]: the sum of ``v`` over ``|m - n| <= half`` (zero beyond the ends), in float64."""
+        c = torch.cumsum(v.double(), -1)
+        n = v.shape[-1]
+        c = torch.cat([c.new_zeros(len(c), half + 1), c, c[:, -1:].expand(-1, half)], -1)  # c[i + half + 1] = sum of v[: i + 1]
+        return c[:, 2 * half + 1 : 2 * half + 1 + n] - c[:, :n]
+
+    def z(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, n] waveform -> [B, n] asinh of the locally normalised jumps."""
+        d = torch.diff(x, dim=-1, prepend=x[:, :1])
+        e = d.square()
+        ones = torch.ones_like(e[:1])
+        num = self.window_sums(e, self.half) - self.window_sums(e, self.GAP)
+        den = self.window_sums(ones, self.half) - self.window_sums(ones, self.GAP)
+        scale = torch.sqrt(num / den + self.EPS**2)
+        return torch.asinh(d.double() / scale).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.z(x).unsqueeze(1))
 
 
 class SpectralBranch(nn.Module):
@@ -188,6 +241,7 @@ class HookNet(nn.Module):
             c_in = c
         self.out = nn.Conv1d(c_in, 1, 1)
         self.spectral = SpectralBranch(c_in, cfg) if cfg.spectral else None
+        self.jump = JumpZ(ch[0], cfg) if cfg.jump_z else None
         p = cfg.positive_rate
         nn.init.constant_(self.out.bias, math.log(p / (1 - p)))  # the paper's bias initialisation
         if cfg.symmetric:
@@ -204,8 +258,8 @@ class HookNet(nn.Module):
         """The network on one polarity: [B, input_length] -> [B, output_length]."""
         h = x.unsqueeze(1)
         skips = []
-        for block in self.down:
-            h, s = block(h)
+        for i, block in enumerate(self.down):
+            h, s = block(h, self.jump(x) if i == 0 and self.jump is not None else None)
             skips.append(s)
         h = self.bottleneck(h)
         for block, s in zip(self.up, reversed(skips)):
@@ -228,9 +282,11 @@ CONFIGURATIONS = {
     "cpu-spectral": HookNetConfig(fc=4, spectral=64),  # "cpu" plus the log-spectrum branch (glitches)
     "cpu-symmetric": HookNetConfig(fc=4, symmetric=True),  # "cpu", polarity-invariant (the shipped clicks weights)
     "small-symmetric": HookNetConfig(fc=8, symmetric=True),  # "small", polarity-invariant (clicks)
+    "cpu-symmetric-z": HookNetConfig(fc=4, symmetric=True, jump_z=64),  # "cpu-symmetric" + locally normalised jumps (JumpZ)
     "tiny": HookNetConfig(fc=2, depth=9),  # tests
     "tiny-spectral": HookNetConfig(fc=2, depth=9, spectral=8),  # tests
     "tiny-symmetric": HookNetConfig(fc=2, depth=9, symmetric=True),  # tests
+    "tiny-symmetric-z": HookNetConfig(fc=2, depth=9, symmetric=True, jump_z=64),  # tests
 }
 
 
@@ -269,7 +325,7 @@ class HookNetDetector(TorchDetector):
     def adapt_init(self, ckpt: dict, theirs: HookNetConfig | None) -> dict | None:
         """A state dict for this configuration from weights of another Hook-Net configuration, where the outputs
         stay those of the trained weights: a narrower one (fc divided by k), widened (:mod:`models.hooknet_widen`);
-        the same without the log-spectrum branch (the branch starts at zero output); with or without polarity
+        the same without the log-spectrum branch or the jump input (each starts at zero output); with or without polarity
         invariance (``symmetric`` adds no parameter: only the ``polarity`` buffer), in any combination with
         the widening."""
         if theirs is None:
@@ -285,6 +341,10 @@ class HookNetDetector(TorchDetector):
                             positive_rate=self.config.positive_rate) == self.config:
             self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the branch
             return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, "spectral.")
+        if not theirs.jump_z and self.config.jump_z \
+                and replace(theirs, jump_z=self.config.jump_z, positive_rate=self.config.positive_rate) == self.config:
+            self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the jump input
+            return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, "jump.")
         if widen_factor(theirs, self.config) is None:
             return None
         self.config = replace(self.config, positive_rate=theirs.positive_rate)
