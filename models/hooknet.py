@@ -135,8 +135,8 @@ class UpBlock(nn.Module):
 class JumpZ(nn.Module):
     """Locally normalised jumps -> a conv whose output joins the first block's first conv.
 
-    ``z[n] = d[n] / sqrt(mean of d[m]^2 over |m - n| <= W, |m - n| > GAP + eps^2)``, ``d[n] = x[n] - x[n-1]``
-    (``d[0] = 0``): how many local RMS units a jump stands above the jumps around it, the +-GAP samples around
+    ``z[n] = d[n] / sqrt(mean(d[m]^2 for GAP < |m - n| <= W) + EPS^2)``, ``d[n] = x[n] - x[n-1]`` (``d[0] = 0``,
+    W = ``jump_z``): how many local RMS units a jump stands above the jumps around it, the +-GAP samples around
     it left out so that a click does not raise its own scale (a click is 1 to 3 samples, SPEC 1.1). ``asinh``
     keeps the sign (the model stays polarity-invariant) and compresses the clear clicks, which the waveform
     path sees anyway. Window sums come from a float64 cumulative sum (float32 would cancel catastrophically
@@ -157,9 +157,11 @@ class JumpZ(nn.Module):
     @staticmethod
     def window_sums(v: torch.Tensor, half: int) -> torch.Tensor:
         """[B, n] -> [B, n]: the sum of ``v`` over ``|m - n| <= half`` (zero beyond the ends), in float64."""
-        c = torch.cumsum(v.double(), -1)
+        # by hand: torch has no windowed sum that leaves a window's centre out; two cumulative-sum
+        # differences give it, edges included, in O(n)
         n = v.shape[-1]
-        c = torch.cat([c.new_zeros(len(c), half + 1), c, c[:, -1:].expand(-1, half)], -1)  # c[i + half + 1] = sum of v[: i + 1]
+        c = torch.cumsum(v.double(), -1)
+        c = torch.cat([c.new_zeros(len(c), half + 1), c, c[:, -1:].expand(-1, half)], -1)  # c[i + half + 1] = v[: i + 1].sum()
         return c[:, 2 * half + 1 : 2 * half + 1 + n] - c[:, :n]
 
     def z(self, x: torch.Tensor) -> torch.Tensor:
