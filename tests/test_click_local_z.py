@@ -7,21 +7,13 @@ about a / (s*sqrt(2)) in those units, and the robust scale (1.4826 x median |jum
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_click_errors.py"
-
 
 @pytest.fixture(scope="module")
-def local_z():
-    spec = importlib.util.spec_from_file_location("bench_click_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.local_z
+def local_z(bench_script):
+    return bench_script("bench_click_errors").local_z
 
 
 def noise(seed: int, sigma: float, n: int = 16384) -> np.ndarray:

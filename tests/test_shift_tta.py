@@ -2,27 +2,20 @@
 
 Checked with a function that is exactly equivariant to whole-frame shifts (each frame's sum of |x|): mapped
 back, every view must equal the unshifted one wherever it has a score, and have none (NaN) exactly on the
-frames its padding replaced. A sample lost or moved by the shift, or an off-by-one in the mapping, changes a frame's sum and fails.
+frames its padding replaced. A sample lost or moved by the shift, or an off-by-one in the mapping,
+changes a frame's sum and fails.
 """
 
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_shift_tta.py"
-
 
 @pytest.fixture(scope="module")
-def tta():
-    spec = importlib.util.spec_from_file_location("bench_shift_tta", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tta(bench_script):
+    return bench_script("bench_shift_tta")
 
 
 def frame_sums(x: torch.Tensor, hop: int = 128) -> np.ndarray:
