@@ -54,13 +54,13 @@ def shifted_views(frames_of, x: torch.Tensor, shifts: list[int], hop: int = HOP)
 
 
 def best_f1(targets: np.ndarray, scores: np.ndarray) -> tuple[float, int, int]:
-    """Best frame F1 (percent) over all thresholds, with its false-alarm and missed frames."""
-    from defectbench.metrics import counts_at_thresholds
+    """Best frame F1 (percent) over all thresholds (the runner's own choice with ``--criterion f1``), with
+    its false-alarm and missed frames."""
+    from defectbench.runner import best_score_threshold
 
-    _, tp, predicted, positives = counts_at_thresholds(targets, scores)
-    f1 = 2 * tp / (predicted + positives)
-    i = int(np.argmax(f1))
-    return 100 * float(f1[i]), int(predicted[i] - tp[i]), int(positives - tp[i])
+    threshold, metrics = best_score_threshold(targets, scores, "f1")
+    targets, flagged = np.asarray(targets, dtype=bool), np.asarray(scores) >= threshold
+    return metrics["f1"], int((flagged & ~targets).sum()), int((~flagged & targets).sum())
 
 
 def score_split(dataset: Path, split: str, weights: Path, shifts: list[int], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -72,23 +72,21 @@ def score_split(dataset: Path, split: str, weights: Path, shifts: list[int], bat
     model = HookNetDetector(checkpoint=weights, device="cpu").model.eval()
     views, targets, buf = [], [], []
 
-    def flush() -> None:
-        with torch.inference_mode():
-            views.append(shifted_views(lambda v: model(v).numpy(), torch.from_numpy(np.stack(buf)), shifts))
-        buf.clear()
+    with item_progress(f"{split}: {len(shifts)} views", count_rows(dataset, split), unit="segments") as advance:
 
-    total = count_rows(dataset, split)
-    with item_progress(f"{split}: {len(shifts)} views", total, unit="segments") as advance:
+        def flush() -> None:
+            with torch.inference_mode():
+                views.append(shifted_views(lambda v: model(v).numpy(), torch.from_numpy(np.stack(buf)), shifts))
+            advance(len(buf))
+            buf.clear()
+
         for row in iter_rows(dataset, split, columns=["target", "audio"]):
             targets.append(np.asarray(row["target"]) > 0)
             buf.append(as_float32(row["audio"]))
             if len(buf) == batch:
                 flush()
-                advance(batch)
         if buf:
-            n = len(buf)
             flush()
-            advance(n)
     return np.concatenate(views), np.stack(targets)
 
 
