@@ -292,6 +292,11 @@ CONFIGURATIONS = {
 }
 
 
+# branches that start at zero output, by state-dict prefix: the config fields that add one (the first
+# switches it on), so weights without it load and score the same (HookNetDetector.adapt_init)
+ADDED_BRANCHES = {"spectral.": ("spectral", "spectral_fft"), "jump.": ("jump_z",)}
+
+
 # ----------------------------------------------------------------------------- detector
 
 
@@ -338,15 +343,12 @@ class HookNetDetector(TorchDetector):
         if replace(theirs, positive_rate=self.config.positive_rate) == self.config:
             self.config = theirs
             return {**state, **polarity}
-        if not theirs.spectral and self.config.spectral \
-                and replace(theirs, spectral=self.config.spectral, spectral_fft=self.config.spectral_fft,
-                            positive_rate=self.config.positive_rate) == self.config:
-            self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the branch
-            return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, "spectral.")
-        if not theirs.jump_z and self.config.jump_z \
-                and replace(theirs, jump_z=self.config.jump_z, positive_rate=self.config.positive_rate) == self.config:
-            self.config = replace(self.config, positive_rate=theirs.positive_rate)  # the same model without the jump input
-            return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, "jump.")
+        for prefix, fields in ADDED_BRANCHES.items():  # the same model without one zero-started branch
+            mine = {f: getattr(self.config, f) for f in fields}
+            if not getattr(theirs, fields[0]) and mine[fields[0]] \
+                    and replace(theirs, **mine, positive_rate=self.config.positive_rate) == self.config:
+                self.config = replace(self.config, positive_rate=theirs.positive_rate)
+                return self.with_added_branch({**ckpt, "state_dict": {**state, **polarity}}, prefix)
         if widen_factor(theirs, self.config) is None:
             return None
         self.config = replace(self.config, positive_rate=theirs.positive_rate)
